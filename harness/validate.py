@@ -1,0 +1,263 @@
+"""Output validation: the spec's output becomes one Pydantic model that drives both what is asked of
+the provider and how its answer is read. Every response ends in exactly one outcome.
+
+Order of judgement: a transport error is `api_error`; a refusal (or content filter) is `refusal`;
+then the text is parsed. In the JSON modes an answer cut by the token limit is `truncated` whatever
+its text; in `text` mode it is `truncated` only if no label can be read from what arrived (a prompt
+engineer may cap a bare-label answer at a few tokens on purpose).
+
+JSON modes read, in order, the whole text, a fenced block, then the first decodable object anywhere
+(the first candidate that validates wins). Nothing decodes -> `invalid_json`; something decodes but
+does not validate -> `schema_error`. A bare label in prose is not valid in the JSON modes. In `text`
+mode the answer must be a label: exactly, or after normalising case, punctuation and surrounding
+words (exactly one label named); anything else is `schema_error` (an answer outside the label set).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from harness.errors import HarnessError
+from harness.spec import OutputMode, Spec
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_DECODER = json.JSONDecoder()
+_NON_WORD = re.compile(r"[^\w]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: str
+    prediction: Any = None  # label name, or list of names (multi-label), when valid
+    parsed_from: str | None = None
+    error: str | None = None
+    confidence: float | None = None  # a confidence the model stated (label_confidence shape)
+
+
+def _normalise(text: str) -> str:
+    return " ".join(_NON_WORD.sub(" ", text.lower()).split())
+
+
+class AnswerContract:
+    """What a model must answer for a spec, and how its raw text becomes a verdict."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.labels = spec.label_names
+        self.shape = spec.output.shape
+        self.multi = spec.task == "multi_label"
+        self.model = self._build_model()
+        self._field = "labels" if "labels" in self.model.model_fields else "label"
+        self._normalised = {_normalise(label): label for label in self.labels}
+        # Longest first, so "very positive" wins over "positive" inside the same answer.
+        self._label_patterns = [
+            (label, re.compile(rf"(?<!\w){re.escape(norm)}(?!\w)"))
+            for norm, label in sorted(self._normalised.items(), key=lambda kv: -len(kv[0]))
+        ]
+
+    # -- the model and schema ------------------------------------------------------------------
+
+    def _build_model(self) -> type[BaseModel]:
+        config = ConfigDict(extra="forbid")
+        choice = Literal[tuple(self.labels)]  # type: ignore[valid-type]
+        if self.shape == "label":
+            return create_model("Answer", __config__=config, label=(choice, ...))
+        if self.shape == "labels":
+            return create_model("Answer", __config__=config, labels=(list[choice], ...))
+        if self.shape == "label_confidence":
+            return create_model(
+                "Answer", __config__=config,
+                label=(choice, ...), confidence=(float, Field(ge=0, le=1)),
+            )
+        if self.shape == "score":
+            return create_model("Answer", __config__=config, score=(float, Field(ge=0, le=1)))
+        module_name, _, class_name = self.shape.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise HarnessError(
+                f"output.shape: cannot import {self.shape!r}: {exc}; give `module:Class` of a "
+                "Pydantic model importable from the working directory"
+            ) from None
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            raise HarnessError(f"output.shape: {self.shape!r} is not a Pydantic model class")
+        wanted = "labels" if self.multi else "label"
+        if wanted not in cls.model_fields:
+            raise HarnessError(
+                f"output.shape: {self.shape!r} needs a `{wanted}` field holding the answer"
+            )
+        return cls
+
+    def json_schema(self) -> dict:
+        """The schema made strict-compatible: every property required, no extra properties."""
+        return _strictify(self.model.model_json_schema())
+
+    def response_format(self, mode: OutputMode) -> dict | None:
+        if mode == "json_schema":
+            return {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "answer",
+                    "schema": self.json_schema(),
+                    "strict": self.spec.output.strict,
+                },
+            }
+        if mode == "json_object":
+            return {"type": "json_object"}
+        return None
+
+    def gold_answer(self, gold: Any, mode: OutputMode) -> str:
+        """The answer a perfect model gives for `gold`, used for few-shot assistant turns."""
+        names = list(gold) if isinstance(gold, (tuple, list)) else gold
+        if mode == "text":
+            return ", ".join(names) if isinstance(names, list) else names
+        if self.shape == "labels" or (":" in self.shape and self._field == "labels"):
+            return json.dumps({"labels": names}, ensure_ascii=False)
+        if self.shape == "label_confidence":
+            return json.dumps({"label": names, "confidence": 1.0}, ensure_ascii=False)
+        if self.shape == "score":
+            return json.dumps({"score": 1.0 if names == self.labels[1] else 0.0})
+        return json.dumps({"label": names}, ensure_ascii=False)
+
+    # -- reading an answer -----------------------------------------------------------------------
+
+    def judge(
+        self,
+        text: str | None,
+        mode: OutputMode,
+        *,
+        finish_reason: str | None = None,
+        refusal: str | None = None,
+        error: str | None = None,
+    ) -> Verdict:
+        if error is not None:
+            return Verdict("api_error", error=error)
+        if refusal or finish_reason == "content_filter":
+            return Verdict("refusal", error=refusal or "content filter")
+        text = _THINK.sub("", text or "").strip()
+        verdict = self.read_text(text) if mode == "text" else self.read_json(text)
+        if finish_reason == "length" and (mode != "text" or verdict.outcome != "valid"):
+            return Verdict("truncated", error="stopped at the token limit (finish_reason=length)")
+        return verdict
+
+    def read_json(self, text: str) -> Verdict:
+        errors: list[str] = []
+        decoded_any = False
+        for how, obj in _json_candidates(text):
+            decoded_any = True
+            try:
+                answer = self.model.model_validate(obj)
+            except ValidationError as exc:
+                errors.append(_short_error(exc))
+                continue
+            return self._valid(answer, how)
+        if not decoded_any:
+            return Verdict("invalid_json", error="no JSON object found in the answer")
+        return Verdict("schema_error", error=errors[0])
+
+    def _valid(self, answer: BaseModel, how: str) -> Verdict:
+        if self.shape == "score":
+            prediction = self.labels[1] if answer.score >= self.spec.output.threshold else self.labels[0]
+            return Verdict("valid", prediction, how, confidence=None)
+        value = getattr(answer, self._field)
+        confidence = getattr(answer, "confidence", None) if self.shape == "label_confidence" else None
+        if self._field == "labels":
+            value = list(value)
+            unknown = [v for v in value if v not in self.labels]
+            if unknown:
+                return Verdict("schema_error", error=f"labels not in the label set: {unknown}")
+            value = [label for label in self.labels if label in set(value)]  # label order, unique
+        elif value not in self.labels:
+            return Verdict("schema_error", error=f"label {value!r} is not in the label set")
+        return Verdict("valid", value, how, confidence=confidence)
+
+    def read_text(self, text: str) -> Verdict:
+        if self.multi:
+            return self._read_label_list(text)
+        if text in self.labels:
+            return Verdict("valid", text, "label")
+        normalised = _normalise(text)
+        if normalised in self._normalised:
+            return Verdict("valid", self._normalised[normalised], "normalized")
+        found = self._labels_named(normalised)
+        if len(found) == 1:
+            return Verdict("valid", found[0], "normalized")
+        if found:
+            return Verdict("schema_error", error=f"the answer names several labels: {', '.join(found)}")
+        return Verdict("schema_error", error="the answer is not one of the labels")
+
+    def _labels_named(self, normalised: str) -> list[str]:
+        found = []
+        for label, pattern in self._label_patterns:
+            if pattern.search(normalised):
+                normalised = pattern.sub(" ", normalised)
+                found.append(label)
+        return found
+
+    def _read_label_list(self, text: str) -> Verdict:
+        pieces = [p for p in re.split(r"[,;\n]+", text) if p.strip()]
+        chosen: set[str] = set()
+        exact = True
+        for piece in pieces:
+            piece = piece.strip()
+            if piece in self.labels:
+                chosen.add(piece)
+                continue
+            exact = False
+            label = self._normalised.get(_normalise(piece))
+            if label is None:
+                return Verdict("schema_error", error=f"{piece[:60]!r} is not one of the labels")
+            chosen.add(label)
+        if not chosen:
+            return Verdict("schema_error", error="the answer names no label")
+        ordered = [label for label in self.labels if label in chosen]
+        return Verdict("valid", ordered, "label" if exact else "normalized")
+
+
+def _json_candidates(text: str):
+    try:
+        yield "whole", json.loads(text)
+    except ValueError:
+        pass
+    for match in _FENCE.finditer(text):
+        try:
+            yield "fence", json.loads(match.group(1))
+        except ValueError:
+            pass
+    for i, ch in enumerate(text):
+        if ch in "{[":
+            try:
+                yield "scan", _DECODER.raw_decode(text, i)[0]
+            except ValueError:
+                pass
+
+
+def _short_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _strictify(schema: dict) -> dict:
+    """OpenAI strict mode: every object lists all properties as required and forbids others."""
+    def visit(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {k: visit(v) for k, v in node.items() if k != "default"}
+            if node.get("type") == "object" and "properties" in node:
+                node["required"] = list(node["properties"])
+                node["additionalProperties"] = False
+            return node
+        if isinstance(node, list):
+            return [visit(v) for v in node]
+        return node
+
+    return visit(schema)

