@@ -39,13 +39,14 @@ def _environment(folder: Path):
     )
 
 
-def _template_line(path: Path) -> int | None:
-    """The template line of the exception being handled (Jinja rewrites tracebacks to templates)."""
+def _template_line(template) -> int | None:
+    """The template line of the exception being handled. Blocks are called directly, so Jinja does
+    not rewrite the traceback: map the compiled module's Python line back to the template line."""
     tb = sys.exc_info()[2]
     line = None
     while tb is not None:
-        if Path(tb.tb_frame.f_code.co_filename) == path:
-            line = tb.tb_lineno
+        if tb.tb_frame.f_code.co_filename == template.filename:
+            line = template.get_corresponding_lineno(tb.tb_lineno)
         tb = tb.tb_next
     return line
 
@@ -144,7 +145,7 @@ class PromptRenderer:
                     )
             messages.append({"role": "user", "content": self._block("user", variables)})
         except TemplateError as exc:
-            line = _template_line(self.path)
+            line = _template_line(self.template)
             where = f"{self.path}:{line}" if line else str(self.path)
             raise HarnessError(
                 f"{where}: {type(exc).__name__}: {exc} (while rendering example {example.id}; "

@@ -7,6 +7,7 @@ runner adds per model×prompt); nothing is recomputed.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,12 @@ _COLUMNS: list[tuple[str, str, str]] = [
     ("macro_f1", "macro F1", "f1"),
     ("macro_f1_valid", "macro F1 (valid)", "f1"),
     ("latency_p50_s", "p50 latency", "latency"),
+    ("cost_usd", "cost", "usd"),
+    ("cost_per_valid_usd", "cost/valid", "usd"),
     ("wall_s", "wall", "wall"),
 ]
+# Columns shown only when some row has the figure (wall time from the runner, cost when priced).
+_OPTIONAL = frozenset({"wall_s", "cost_usd", "cost_per_valid_usd"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,8 +53,18 @@ def summary_rows(metrics: list[dict]) -> list[dict]:
 
 
 def _columns(metrics: list[dict]) -> list[tuple[str, str, str]]:
-    has_wall = any("wall_s" in m for m in metrics)
-    return [c for c in _COLUMNS if c[0] != "wall_s" or has_wall]
+    present = {key for key in _OPTIONAL if any(key in m for m in metrics)}
+    return [c for c in _COLUMNS if c[0] not in _OPTIONAL or c[0] in present]
+
+
+def _usd(value: float) -> str:
+    """Dollars with three significant figures, never in exponent notation ($0.0000203)."""
+    if value == 0:
+        return "$0"
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    digits = min(10, max(2, 2 - math.floor(math.log10(abs(value)))))
+    return f"${value:.{digits}f}"
 
 
 def _fmt(value: Any, kind: str) -> str:
@@ -63,6 +78,8 @@ def _fmt(value: Any, kind: str) -> str:
         return f"{value:.2f}s"
     if kind == "wall":
         return f"{value:.1f}s"
+    if kind == "usd":
+        return _usd(value)
     if kind == "int":
         return str(int(value))
     return str(value)
@@ -200,6 +217,10 @@ def _figures_line(m: dict) -> str:
     if tokens_in is not None or tokens_out is not None:
         parts.append(f"tokens {_fmt(tokens_in, 'int')} in / {_fmt(tokens_out, 'int')} out")
     parts.append(f"cached {m.get('cached', 0)}")
+    if m.get("cost_usd") is not None:
+        source = (m.get("price") or {}).get("source")
+        parts.append(f"cost {_usd(m['cost_usd'])} (spent this run {_usd(m.get('cost_spent_usd') or 0)}"
+                     + (f"; prices: {source}" if source else "") + ")")
     if m.get("mean_confidence") is not None:
         parts.append(f"mean confidence {_fmt(m['mean_confidence'], 'f1')}")
     return "; ".join(parts) + "."
@@ -263,6 +284,11 @@ def markdown_report(run: dict, metrics: list[dict]) -> str:
         ]
         lines += _outcomes_markdown(metrics)
         lines.append("")
+        from harness.coverage import coverage_markdown  # rows carry `coverage` from the runner
+        from harness.intervals import intervals_markdown  # and `accuracy_ci`, `macro_f1_ci`
+
+        lines += intervals_markdown(metrics)
+        lines += coverage_markdown(metrics)
     else:
         lines += ["_No results._", ""]
 
@@ -276,11 +302,23 @@ def markdown_report(run: dict, metrics: list[dict]) -> str:
             lines += _confusion_markdown(m["confusion"])
             lines.append("")
 
+    if run.get("baselines"):
+        from harness.baselines.report import baselines_markdown
+
+        lines += baselines_markdown(run["baselines"])
+
     skipped = run.get("skipped") or []
     if skipped:
         lines += ["## Skipped", ""]
         for item in skipped:
             lines.append(f"- `{item.get('model', '?')}`: {item.get('reason', 'no reason given')}")
+        lines.append("")
+    stopped = run.get("stopped") or []
+    if stopped:
+        lines += ["## Stopped", ""]
+        for item in stopped:
+            lines.append(f"- `{item.get('model', '?')}` ({item.get('not_sent', 0)} requests not sent): "
+                         f"{_md(item.get('reason', 'no reason given'))}")
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
 

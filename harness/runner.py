@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import platform
 import shlex
 import sys
@@ -22,6 +23,7 @@ from typing import Any, Callable
 from harness.data import Split, draw_shots, load_eval_split, load_split
 from harness.errors import HarnessError
 from harness.prompt import PromptRenderer
+from harness.confidence import label_confidence
 from harness.records import Example, Prediction
 from harness.spec import Model, Prompt, Spec
 from harness.validate import AnswerContract
@@ -87,6 +89,23 @@ class Prepared:
         return pp.renderer.render(example, shots)
 
 
+def request_body(prepared: Prepared, pp: PreparedPrompt, example: Example, model: Model, provider: Provider) -> dict:
+    """The exact JSON body the provider sends for one example under one prompt."""
+    request = ChatRequest(
+        messages=prepared.messages(pp, example),
+        params=model.params,
+        response_format=pp.response_format,
+        # A choice constraint fits one-label answers only; multi-label answers list several.
+        choices=prepared.spec.label_names if prepared.spec.task == "single_label" else None,
+    )
+    return provider.build_body(request)
+
+
+def cache_material(provider: Provider, body: dict) -> dict:
+    """What the response cache keys on: everything that decides the answer, nothing else."""
+    return {"provider": provider.name, "endpoint": provider.endpoint(), "body": body}
+
+
 @dataclass
 class ModelResult:
     model: str
@@ -94,6 +113,18 @@ class ModelResult:
     wall_s: dict[str, float] = field(default_factory=dict)  # prompt -> seconds
     requests_sent: int = 0
     cache_hits: int = 0
+    # --cache replay: requests with no stored response, as {"model", "prompt", "example_id"}
+    cache_misses: list[dict] = field(default_factory=list)
+    # why the model was stopped mid-run (a rejected key, an unknown model), said once
+    stopped: str | None = None
+    not_sent: int = 0  # requests left unsent after the stop
+    scheduling: dict | None = None  # the provider's limiter figures (429s, retries, lowest concurrency)
+
+
+# A response of these kinds means every further request to the model fails the same way.
+FATAL_ERROR_KINDS = frozenset({"auth", "not_found"})
+# Server-side timings some providers report in usage (Groq), kept on each prediction.
+SERVER_TIMING = ("queue_time", "prompt_time", "completion_time", "total_time")
 
 
 class PredictionWriter:
@@ -124,7 +155,6 @@ async def run_model(
     """Run every selected prompt over every example for one model. The provider starts lazily, on
     the first request the cache cannot answer, and is always stopped."""
     result = ModelResult(model.id)
-    labels = prepared.spec.label_names
     started = False
     start_lock = asyncio.Lock()
     fatal: list[str] = []  # set once a response shows the model cannot work (e.g. a 401)
@@ -137,32 +167,34 @@ async def run_model(
                 started = True
 
     async def answer(body: dict) -> tuple[ChatResponse, bool]:
-        material = {"provider": provider.name, "endpoint": provider.endpoint(), "body": body}
+        material = cache_material(provider, body)
         if cache is not None:
             hit = await cache.lookup(material)
             if hit is not None:
-                return hit, True
+                # A replay cache answers a miss with error_kind "cache_miss" instead of None, so
+                # that no model is ever called; it is not a hit.
+                return hit, hit.error_kind != "cache_miss"
         if fatal:
+            result.not_sent += 1
             return ChatResponse(error=f"not sent: {fatal[0]}", error_kind="skipped"), False
         await ensure_started()
         response = await provider.send(body)
-        result.requests_sent += 1
-        if response.error_kind == "auth":
+        if response.error_kind == "skipped":  # the provider's limiter was closed by a 401
+            result.not_sent += 1
+        else:
+            result.requests_sent += 1
+        if response.error_kind in FATAL_ERROR_KINDS:
             fatal.append(response.error)
         elif cache is not None:
             await cache.store(material, response)
         return response, False
 
     async def one(pp: PreparedPrompt, example: Example) -> None:
-        request = ChatRequest(
-            messages=prepared.messages(pp, example),
-            params=model.params,
-            response_format=pp.response_format,
-            choices=labels,
-        )
-        body = provider.build_body(request)
+        body = request_body(prepared, pp, example, model, provider)
         response, cached = await answer(body)
         result.cache_hits += cached
+        if response.error_kind == "cache_miss":
+            result.cache_misses.append({"model": model.id, "prompt": pp.prompt.name, "example_id": example.id})
         verdict = prepared.contract.judge(
             response.text, pp.mode,
             finish_reason=response.finish_reason, refusal=response.refusal, error=response.error,
@@ -179,18 +211,38 @@ async def run_model(
             raw=response.text,
             error=verdict.error,
             finish_reason=response.finish_reason,
-            confidence=verdict.confidence,
+            # a confidence the model stated wins; else the chosen label's probability from logprobs
+            confidence=verdict.confidence if verdict.confidence is not None else (
+                label_confidence(response.logprobs, response.text, verdict.prediction,
+                                 prepared.spec.label_names, pp.mode)
+                if verdict.outcome == "valid" and response.logprobs else None
+            ),
             latency_s=None if response.latency_s is None else round(response.latency_s, 4),
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
             cached_tokens=usage.get("cached_tokens"),
             cached=cached,
+            server_timing={k: usage[k] for k in SERVER_TIMING if k in usage} or None,
         )
         writer.write(prediction)
         if on_result is not None:
             on_result(prediction)
 
+    if model.options.get("batch") and not hasattr(provider, "run_batch"):
+        raise HarnessError(f"{model.id}: provider {model.provider!r} has no Batch API mode (options.batch / --batch)")
     try:
+        if getattr(provider, "batch_mode", False):
+            # Batch API: every request the cache cannot answer goes into one submission first;
+            # the loop below then reads the answers back through the usual cache/validation path.
+            pending = []
+            for pp in prepared.prompts:
+                for example in prepared.eval.examples:
+                    body = request_body(prepared, pp, example, model, provider)
+                    if cache is None or await cache.lookup(cache_material(provider, body)) is None:
+                        pending.append(body)
+            if pending:
+                await ensure_started()
+                await provider.run_batch(pending)
         for pp in prepared.prompts:
             queue: asyncio.Queue[Example] = asyncio.Queue()
             for example in prepared.eval.examples:
@@ -216,7 +268,10 @@ async def run_model(
             result.wall_s[pp.prompt.name] = round(time.perf_counter() - t0, 3)
     finally:
         if started:
+            stats = getattr(provider, "scheduling_stats", None)
+            result.scheduling = stats() if stats is not None else None
             await provider.stop()
+        result.stopped = fatal[0] if fatal else None
     return result
 
 
@@ -247,6 +302,23 @@ class RunOutcome:
     run_dir: Path
     metrics: list[dict]
     run: dict
+    # --cache replay: requests with no stored response ({"model", "prompt", "example_id"})
+    cache_misses: list[dict] = field(default_factory=list)
+
+
+def update_latest(run_dir: Path) -> None:
+    """Point `runs/SPEC/latest` at this run (a relative symlink, replaced atomically), so
+    `harness compare runs/SPEC/latest ...` needs no timestamp."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest-{os.getpid()}"
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:  # no symlinks here (some Windows setups): `compare` also accepts runs/SPEC
+        if tmp.is_symlink():
+            tmp.unlink()
 
 
 async def run_eval(
@@ -260,21 +332,29 @@ async def run_eval(
     cache: Any = None,
     progress: Any = None,
     log: Callable[[str], None] = lambda message: None,
+    baselines: list | None = None,  # list[spec.Baseline]; None = the spec's, [] = none
 ) -> RunOutcome:
+    from harness.baselines.run import add_baseline_figures
+    from harness.coverage import add_coverage
+    from harness.intervals import add_intervals
+    from harness.pricing import add_costs
+    from harness.records import read_predictions
     from harness.report import write_run_files
     from harness.score import score_run
 
     prepared = Prepared(spec, limit=limit, prompt_names=prompt_names)
-    selected = list(models) if models else list(spec.models)
+    selected = list(models) if models is not None else list(spec.models)  # [] = baselines only
     if concurrency is not None:
         selected = [m.model_copy(update={"concurrency": concurrency}) for m in selected]
-    if not selected:
+    chosen_baselines = list(spec.baselines) if baselines is None else list(baselines)
+    if not selected and not chosen_baselines:
         raise HarnessError("no models to run: add `models:` to the spec or pass --model PROVIDER:MODEL")
 
     run_dir = out_dir or default_run_dir(spec)
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = spec.model_dump(mode="json")
     resolved["models"] = [m.model_dump(mode="json") for m in selected]
+    resolved["baselines"] = [b.model_dump(mode="json") for b in chosen_baselines]
     if limit is not None:
         resolved["dataset"]["limit"] = limit
     (run_dir / "spec.resolved.json").write_text(json.dumps(resolved, indent=2, ensure_ascii=False) + "\n")
@@ -288,24 +368,36 @@ async def run_eval(
         for model in selected:
             provider = get_provider_class(model.provider)(model)
             reason = provider.missing_requirement()
-            if reason:
+            # A replay never calls the model, so a missing API key does not matter.
+            if reason and not getattr(cache, "replay", False):
                 log(f"skipping {model.id}: {reason}")
                 results.append(ModelResult(model.id, skipped=reason))
                 continue
             total = len(prepared.eval.examples) * len(prepared.prompts)
             on_result = progress.tracker(model.id, total) if progress is not None else None
+            # A model stopped by a fatal error (see FATAL_ERROR_KINDS) is reported once, in
+            # run["stopped"], not once per example.
             results.append(await run_model(prepared, model, provider, writer, cache=cache, on_result=on_result))
+        baseline_results = []
+        if chosen_baselines:  # after the LLMs, into the same predictions.jsonl (harness.baselines)
+            from harness.baselines import run_baselines
+
+            baseline_results = run_baselines(
+                spec, prepared.eval.examples, chosen_baselines, writer.write, progress=progress, log=log
+            )
     finally:
         writer.close()
     wall_s = round(time.perf_counter() - t0, 3)
 
-    from harness.records import read_predictions
-
     predictions = read_predictions(run_dir / "predictions.jsonl")
     metrics = score_run(predictions, spec.label_names, spec.task)
+    add_costs(metrics, predictions, selected)
     walls = {(r.model, p): w for r in results for p, w in r.wall_s.items()}
     for m in metrics:
         m["wall_s"] = walls.get((m["model"], m["prompt"]))
+    add_baseline_figures(metrics, baseline_results)
+    add_coverage(metrics, predictions)
+    add_intervals(metrics, predictions, spec.label_names, spec.task)
     run = {
         "spec": spec.name,
         "spec_path": str(spec.path) if spec.path else None,
@@ -316,9 +408,24 @@ async def run_eval(
         "dataset": prepared.eval.fingerprint,
         "models": [m.id for m in selected],
         "prompts": [pp.prompt.name for pp in prepared.prompts],
-        "skipped": [{"model": r.model, "reason": r.skipped} for r in results if r.skipped],
-        "requests": {r.model: {"sent": r.requests_sent, "cache_hits": r.cache_hits} for r in results},
+        "skipped": [{"model": r.model, "reason": r.skipped} for r in results if r.skipped]
+        + [{"model": r.id, "reason": r.skipped} for r in baseline_results if r.skipped],
+        "baselines": {r.id: r.record() for r in baseline_results},
+        "stopped": [
+            {"model": r.model, "reason": r.stopped, "not_sent": r.not_sent} for r in results if r.stopped
+        ],
+        "requests": {
+            r.model: {
+                "sent": r.requests_sent, "cache_hits": r.cache_hits, "cache_misses": len(r.cache_misses),
+                **({"scheduling": r.scheduling} if r.scheduling else {}),
+            }
+            for r in results
+        },
         "environment": environment_info(),
     }
+    if cache is not None and hasattr(cache, "describe"):
+        run["cache"] = cache.describe()
     write_run_files(run_dir, run, metrics)
-    return RunOutcome(run_dir, metrics, run)
+    if out_dir is None:
+        update_latest(run_dir)
+    return RunOutcome(run_dir, metrics, run, [m for r in results for m in r.cache_misses])

@@ -7,7 +7,8 @@ Two views of every quality figure:
   recall); for multi-label tasks it becomes the empty label set.
 * **valid-only** (`*_valid`) — over the examples whose output was read; None when there are none.
 
-scikit-learn is imported inside the functions so that CLI commands that do not score start fast.
+The figures follow scikit-learn's definitions but are computed with numpy: importing sklearn costs
+~1.6 s, more than a whole cached replay (tests/test_score_sklearn.py holds sklearn as the reference).
 All floats are rounded to 6 decimals; figures that are undefined are None.
 """
 
@@ -94,21 +95,57 @@ def _single_label(preds: list[Prediction], valid: list[Prediction], labels: list
 def _single_figures(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict | None:
     if not y_true:
         return None
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+    import numpy as np
 
-    # labels=labels keeps `<invalid>` (and any stray answer) out of the class averages: it can only
-    # lower the recall of the gold class.
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average=None, zero_division=0
-    )
+    # Only the classes in `labels` are averaged, so `<invalid>` (and any stray answer) can only
+    # lower the recall of the gold class — sklearn's `labels=labels`.
+    index = {name: i for i, name in enumerate(labels)}
+    true = np.array([index.get(t, -1) for t in y_true], dtype=np.int64)
+    pred = np.array([index.get(p, -2) for p in y_pred], dtype=np.int64)
+    k = len(labels)
+    true_sum = np.bincount(true[true >= 0], minlength=k)
+    pred_sum = np.bincount(pred[pred >= 0], minlength=k)
+    tp_sum = np.bincount(true[true == pred], minlength=k)  # equal only where both are labels
+    precision, recall, f1 = _prf(tp_sum, pred_sum, true_sum)
+    # A gold value outside `labels` never equals a prediction, as in sklearn's accuracy_score.
+    correct = sum(1 for t, p in zip(y_true, y_pred) if t == p)
     return {
-        "accuracy": _round(accuracy_score(y_true, y_pred)),
-        "macro_f1": _round(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "weighted_f1": _round(
-            f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
-        ),
-        "per_class": _per_class(labels, precision, recall, f1, support),
+        "accuracy": _round(correct / len(y_true)),
+        "macro_f1": _round(float(np.mean(f1))),
+        "weighted_f1": _round(_weighted_mean(f1, true_sum)),
+        "per_class": _per_class(labels, precision, recall, f1, true_sum),
     }
+
+
+# scikit-learn's definitions (precision_recall_fscore_support, zero_division=0), with numpy, so
+# that scoring does not import sklearn (~1.6 s on a 2-core machine). tests/test_score_sklearn.py
+# checks every figure against sklearn itself.
+
+
+def _divide(numerator, denominator):
+    import numpy as np
+
+    numerator = numerator.astype(np.float64)
+    denominator = denominator.astype(np.float64)
+    out = np.zeros_like(numerator)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+def _prf(tp_sum, pred_sum, true_sum):
+    """Per-class precision, recall and F1 = 2·TP / (true + predicted); 0 where undefined."""
+    precision = _divide(tp_sum, pred_sum)
+    recall = _divide(tp_sum, true_sum)
+    f1 = _divide(2.0 * tp_sum, 1.0 * true_sum + pred_sum)
+    return precision, recall, f1
+
+
+def _weighted_mean(values, weights) -> float:
+    import numpy as np
+
+    if weights.sum() == 0:  # sklearn: all weights zero -> the unweighted mean
+        return float(np.mean(values))
+    return float(np.average(values, weights=weights))
 
 
 def _confusion(preds: list[Prediction], labels: list[str]) -> dict:
@@ -182,22 +219,25 @@ def _label_set(value: Any, labels: list[str]) -> list[str]:
 def _multi_figures(y_true: list[list[str]], y_pred: list[list[str]], labels: list[str]) -> dict | None:
     if not y_true:
         return None
-    from sklearn.metrics import accuracy_score, f1_score, hamming_loss, precision_recall_fscore_support
-    from sklearn.preprocessing import MultiLabelBinarizer
+    import numpy as np
 
-    binarizer = MultiLabelBinarizer(classes=labels)
-    binarizer.fit([labels])
-    true = binarizer.transform(y_true)
-    pred = binarizer.transform(y_pred)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        true, pred, average=None, zero_division=0
-    )
+    column = {name: j for j, name in enumerate(labels)}
+    true = np.zeros((len(y_true), len(labels)), dtype=bool)
+    pred = np.zeros((len(y_pred), len(labels)), dtype=bool)
+    for i, names in enumerate(y_true):
+        true[i, [column[n] for n in names]] = True
+    for i, names in enumerate(y_pred):
+        pred[i, [column[n] for n in names]] = True
+    tp_sum = (true & pred).sum(axis=0)
+    true_sum, pred_sum = true.sum(axis=0), pred.sum(axis=0)
+    precision, recall, f1 = _prf(tp_sum, pred_sum, true_sum)
+    _, _, micro = _prf(tp_sum.sum(keepdims=True), pred_sum.sum(keepdims=True), true_sum.sum(keepdims=True))
     return {
-        "subset_accuracy": _round(accuracy_score(true, pred)),
-        "hamming_loss": _round(hamming_loss(true, pred)),
-        "micro_f1": _round(f1_score(true, pred, average="micro", zero_division=0)),
-        "macro_f1": _round(f1_score(true, pred, average="macro", zero_division=0)),
-        "per_class": _per_class(labels, precision, recall, f1, support),
+        "subset_accuracy": _round(float(np.mean((true == pred).all(axis=1)))),
+        "hamming_loss": _round(float(np.mean(true != pred))),
+        "micro_f1": _round(float(micro[0])),
+        "macro_f1": _round(float(np.mean(f1))),
+        "per_class": _per_class(labels, precision, recall, f1, true_sum),
     }
 
 

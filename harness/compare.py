@@ -1,0 +1,380 @@
+"""`harness compare RUN_A RUN_B`: what changed between two runs, per model × prompt.
+
+Rows are paired by (model, prompt) and examples by `example_id`. For each pair of rows:
+
+* the headline figures of both runs (as recorded in metrics.json) and their deltas (B − A);
+* an exact McNemar test on the paired examples: under "no difference in accuracy", the discordant
+  examples (right in one run, wrong in the other) split 50/50, so the two-sided p-value is the
+  binomial tail `2·P(X ≤ min(b, c))`, X ~ Bin(b + c, ½), capped at 1;
+* paired bootstrap 95% confidence intervals for the strict accuracy and macro-F1 deltas: the same
+  resampled example indices are scored in both runs (seeded, so the output is reproducible);
+* the flipped examples — right→wrong and wrong→right — with their text, read from the dataset
+  through the run's spec.resolved.json (ids only when the dataset cannot be read).
+
+"Right" is the strict reading used by `accuracy`: a valid answer equal to the gold label (the gold
+label set, for multi-label tasks); an unreadable answer is wrong. Macro-F1 matches harness.score
+(scikit-learn's `f1_score(labels=labels, average="macro", zero_division=0)`; an invalid answer is
+no class, so it only costs recall), computed with numpy so that many resamples stay fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.records import Prediction
+from harness.runs import RunData, spec_of_run
+
+HEADLINE = ("validity", "accuracy", "accuracy_valid", "macro_f1", "macro_f1_valid")
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for b and c discordant pairs (integer arithmetic)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def is_correct(p: Prediction, task: str) -> bool:
+    if p.outcome != "valid" or p.prediction is None:
+        return False
+    if task == "multi_label":
+        gold = {p.gold} if isinstance(p.gold, str) else set(p.gold or [])
+        pred = {p.prediction} if isinstance(p.prediction, str) else set(p.prediction)
+        return gold == pred
+    return str(p.prediction) == str(p.gold)
+
+
+def _single_label_arrays(preds: list[Prediction], labels: list[str]):
+    import numpy as np
+
+    index = {name: i for i, name in enumerate(labels)}
+    gold = np.array([index.get(str(p.gold), -2) for p in preds], dtype=np.int64)
+    pred = np.array(
+        [index.get(str(p.prediction), -1) if p.outcome == "valid" else -1 for p in preds], dtype=np.int64
+    )
+    return gold, pred
+
+
+def macro_f1_single(gold, pred, n_labels: int, idx=None):
+    """Macro-F1 over label indices 0..n_labels-1 (rows of `idx` are resamples; None = as is): the
+    multi-label figure over one-hot columns, where an invalid answer (-1) sets no column."""
+    import numpy as np
+
+    classes = np.arange(n_labels)
+    return macro_f1_multi(gold[:, None] == classes, pred[:, None] == classes, idx)
+
+
+def _multi_label_arrays(preds: list[Prediction], labels: list[str]):
+    import numpy as np
+
+    def as_set(value) -> set[str]:
+        if value is None:
+            return set()
+        return {value} if isinstance(value, str) else {str(v) for v in value}
+
+    gold = np.array([[name in as_set(p.gold) for name in labels] for p in preds], dtype=bool).reshape(len(preds), len(labels))
+    pred = np.array(
+        [[name in as_set(p.prediction) if p.outcome == "valid" else False for name in labels] for p in preds],
+        dtype=bool,
+    ).reshape(len(preds), len(labels))
+    return gold, pred
+
+
+def macro_f1_multi(gold, pred, idx=None):
+    """Macro-F1 over the label columns of boolean indicator matrices (rows of `idx` are resamples;
+    None = as is). F1 per label is 2·TP / (predicted + actual), 0 when both are 0 (sklearn's
+    zero_division=0)."""
+    import numpy as np
+
+    total = None
+    for j in range(gold.shape[1]):
+        g, p = gold[:, j], pred[:, j]
+        tp = g & p
+        if idx is None:
+            tp_n, g_n, p_n = tp.sum(), g.sum(), p.sum()
+        else:
+            tp_n, g_n, p_n = tp[idx].sum(axis=1), g[idx].sum(axis=1), p[idx].sum(axis=1)
+        denominator = g_n + p_n
+        f1 = np.where(denominator > 0, 2 * tp_n / np.maximum(denominator, 1), 0.0)
+        total = f1 if total is None else total + f1
+    return total / max(gold.shape[1], 1)
+
+
+def paired_bootstrap(
+    a: list[Prediction], b: list[Prediction], labels: list[str], task: str, *, resamples: int = 2000, seed: int = 0,
+) -> dict:
+    """Deltas (b − a) of strict accuracy and macro-F1 with percentile 95% CIs from a paired
+    bootstrap over examples. `a[i]` and `b[i]` are the same example."""
+    import numpy as np
+
+    n = len(a)
+    if n == 0:
+        return {"accuracy_delta": None, "accuracy_ci": None, "macro_f1_delta": None, "macro_f1_ci": None}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(resamples, n))
+    right_a = np.array([is_correct(p, task) for p in a])
+    right_b = np.array([is_correct(p, task) for p in b])
+    acc_delta_samples = right_b[idx].mean(axis=1) - right_a[idx].mean(axis=1)
+    if task == "multi_label":
+        gold, pred_a = _multi_label_arrays(a, labels)
+        _, pred_b = _multi_label_arrays(b, labels)
+        f1_a, f1_b = macro_f1_multi(gold, pred_a), macro_f1_multi(gold, pred_b)
+        f1_samples = macro_f1_multi(gold, pred_b, idx) - macro_f1_multi(gold, pred_a, idx)
+    else:
+        gold, pred_a = _single_label_arrays(a, labels)
+        _, pred_b = _single_label_arrays(b, labels)
+        f1_a, f1_b = macro_f1_single(gold, pred_a, len(labels)), macro_f1_single(gold, pred_b, len(labels))
+        f1_samples = macro_f1_single(gold, pred_b, len(labels), idx) - macro_f1_single(gold, pred_a, len(labels), idx)
+
+    def ci(samples) -> list[float]:
+        low, high = np.percentile(samples, [2.5, 97.5])
+        return [round(float(low), 6), round(float(high), 6)]
+
+    return {
+        "accuracy_delta": round(float(right_b.mean() - right_a.mean()), 6),
+        "accuracy_ci": ci(acc_delta_samples),
+        "macro_f1_a": round(float(f1_a), 6),
+        "macro_f1_b": round(float(f1_b), 6),
+        "macro_f1_delta": round(float(f1_b - f1_a), 6),
+        "macro_f1_ci": ci(f1_samples),
+        "resamples": resamples,
+        "seed": seed,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing two runs
+
+
+@dataclass
+class PairComparison:
+    model: str
+    prompt: str
+    figures: dict[str, dict[str, Any]]  # metric -> {"a", "b", "delta"}
+    n_a: int
+    n_b: int
+    n_paired: int
+    both_right: int
+    both_wrong: int
+    right_to_wrong: list[dict] = field(default_factory=list)  # A right, B wrong
+    wrong_to_right: list[dict] = field(default_factory=list)  # A wrong, B right
+    mcnemar_p: float = 1.0
+    bootstrap: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "prompt": self.prompt, "figures": self.figures,
+            "n_a": self.n_a, "n_b": self.n_b, "n_paired": self.n_paired,
+            "both_right": self.both_right, "both_wrong": self.both_wrong,
+            "right_to_wrong_count": len(self.right_to_wrong), "wrong_to_right_count": len(self.wrong_to_right),
+            "mcnemar_p": self.mcnemar_p, "bootstrap": self.bootstrap,
+            "right_to_wrong": self.right_to_wrong, "wrong_to_right": self.wrong_to_right,
+        }
+
+
+@dataclass
+class Comparison:
+    a: str
+    b: str
+    pairs: list[PairComparison]
+    only_in_a: list[str]  # "model / prompt" rows with no partner
+    only_in_b: list[str]
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        return {
+            "a": self.a, "b": self.b, "pairs": [p.to_dict() for p in self.pairs],
+            "only_in_a": self.only_in_a, "only_in_b": self.only_in_b, "notes": self.notes,
+        }
+
+
+def example_texts(*runs: RunData) -> tuple[dict[str, str] | None, str | None]:
+    """example_id -> text from the first run whose dataset can be read; (None, why) otherwise."""
+    from harness.errors import HarnessError
+
+    reasons = []
+    for data in runs:
+        try:
+            spec = spec_of_run(data)
+            if spec is None:
+                reasons.append(f"{data.name} has no spec.resolved.json")
+                continue
+            from harness.data import load_split
+
+            split = (data.run.get("dataset") or {}).get("split") or spec.dataset.split
+            return {e.id: e.text for e in load_split(spec, split).examples}, None
+        except (HarnessError, OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            reasons.append(f"{data.name}: {str(exc).splitlines()[0]}")
+    return None, "; ".join(reasons)
+
+
+def _flip(example_id: str, pa: Prediction, pb: Prediction, texts: dict[str, str] | None) -> dict:
+    def shown(p: Prediction):
+        return p.prediction if p.outcome == "valid" else f"<{p.outcome}>"
+
+    return {
+        "example_id": example_id,
+        "gold": pa.gold,
+        "a": shown(pa),
+        "b": shown(pb),
+        "text": texts.get(example_id) if texts else None,
+    }
+
+
+def compare_runs(a: RunData, b: RunData, *, resamples: int = 2000, seed: int = 0) -> Comparison:
+    notes = []
+    task = b.task
+    labels = b.labels or a.labels
+    if a.task != b.task or (a.labels and b.labels and a.labels != b.labels):
+        notes.append("the runs have different tasks or label sets; paired figures use run B's")
+    fp_a, fp_b = a.run.get("dataset") or {}, b.run.get("dataset") or {}
+    if fp_a.get("sha256") and fp_b.get("sha256") and fp_a["sha256"] != fp_b["sha256"]:
+        notes.append(
+            f"the runs used different rows (dataset sha256 {str(fp_a['sha256'])[:12]} vs {str(fp_b['sha256'])[:12]}, "
+            f"{fp_a.get('rows_used')} vs {fp_b.get('rows_used')} rows): recorded figures cover different "
+            "examples; the paired statistics use the shared ones"
+        )
+
+    rows_a = {(m["model"], m["prompt"]): m for m in a.metrics}
+    rows_b = {(m["model"], m["prompt"]): m for m in b.metrics}
+    shared = [key for key in rows_b if key in rows_a]
+    only_a = [f"{m} / {p}" for (m, p) in rows_a if (m, p) not in rows_b]
+    only_b = [f"{m} / {p}" for (m, p) in rows_b if (m, p) not in rows_a]
+
+    def by_example(preds: list[Prediction]) -> dict[tuple[str, str], dict[str, Prediction]]:
+        out: dict[tuple[str, str], dict[str, Prediction]] = {}
+        for p in preds:
+            out.setdefault((p.model, p.prompt), {})[p.example_id] = p
+        return out
+
+    preds_a, preds_b = by_example(a.predictions), by_example(b.predictions)
+    texts = None
+    if shared:
+        texts, why = example_texts(b, a)
+        if texts is None:
+            notes.append(f"example texts unavailable ({why}); flips show ids only")
+
+    pairs = []
+    for key in shared:
+        ma, mb = rows_a[key], rows_b[key]
+        figures = {}
+        for metric in HEADLINE:
+            va, vb = ma.get(metric), mb.get(metric)
+            delta = round(vb - va, 6) if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
+            figures[metric] = {"a": va, "b": vb, "delta": delta}
+        ex_a, ex_b = preds_a.get(key, {}), preds_b.get(key, {})
+        # sorted: file order is completion order, and the bootstrap must not depend on it
+        ids = sorted(i for i in ex_b if i in ex_a)
+        paired_a = [ex_a[i] for i in ids]
+        paired_b = [ex_b[i] for i in ids]
+        comparison = PairComparison(
+            model=key[0], prompt=key[1], figures=figures, n_a=len(ex_a), n_b=len(ex_b), n_paired=len(ids),
+            both_right=0, both_wrong=0,
+        )
+        for i, pa, pb in zip(ids, paired_a, paired_b):
+            ra, rb = is_correct(pa, task), is_correct(pb, task)
+            if ra and rb:
+                comparison.both_right += 1
+            elif not ra and not rb:
+                comparison.both_wrong += 1
+            elif ra:
+                comparison.right_to_wrong.append(_flip(i, pa, pb, texts))
+            else:
+                comparison.wrong_to_right.append(_flip(i, pa, pb, texts))
+        comparison.mcnemar_p = round(mcnemar_exact(len(comparison.right_to_wrong), len(comparison.wrong_to_right)), 6)
+        comparison.bootstrap = paired_bootstrap(paired_a, paired_b, labels, task, resamples=resamples, seed=seed)
+        pairs.append(comparison)
+    if not shared:
+        notes.append("no model × prompt row appears in both runs: nothing to pair")
+    return Comparison(a.name, b.name, pairs, only_a, only_b, notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Console output
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def _signed_pts(value) -> str:
+    return "–" if value is None else f"{value * 100:+.1f} pts"
+
+
+def _f1(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _signed_f1(value) -> str:
+    return "–" if value is None else f"{value:+.3f}"
+
+
+def _short(text: str | None, width: int) -> str:
+    if text is None:
+        return ""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_comparison(comparison: Comparison, console, *, show: int = 10, width: int = 100) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    console.print(f"A: {comparison.a}\nB: {comparison.b}")
+    for note in comparison.notes:
+        console.print(Text(f"note: {note}", style="yellow"))
+    if comparison.pairs:
+        table = Table(title="B − A per model × prompt")
+        for header in ("model", "prompt", "figure", "A", "B", "Δ (B − A)"):
+            table.add_column(header, justify="left" if header in ("model", "prompt", "figure") else "right")
+        for pair in comparison.pairs:
+            for i, (metric, f) in enumerate(pair.figures.items()):
+                is_f1 = metric.startswith("macro_f1")
+                table.add_row(
+                    pair.model if i == 0 else "", pair.prompt if i == 0 else "", metric,
+                    _f1(f["a"]) if is_f1 else _pct(f["a"]), _f1(f["b"]) if is_f1 else _pct(f["b"]),
+                    _signed_f1(f["delta"]) if is_f1 else _signed_pts(f["delta"]),
+                )
+            table.add_section()
+        console.print(table)
+    for pair in comparison.pairs:
+        boot = pair.bootstrap
+        console.rule(f"{pair.model} / {pair.prompt}")
+        console.print(
+            f"paired examples {pair.n_paired} (A {pair.n_a}, B {pair.n_b}): both right {pair.both_right}, "
+            f"both wrong {pair.both_wrong}, right→wrong {len(pair.right_to_wrong)}, wrong→right {len(pair.wrong_to_right)}"
+        )
+        if boot.get("accuracy_delta") is not None:
+            console.print(
+                f"accuracy Δ {_signed_pts(boot['accuracy_delta'])}, 95% CI [{_signed_pts(boot['accuracy_ci'][0])}, "
+                f"{_signed_pts(boot['accuracy_ci'][1])}]; exact McNemar p = {pair.mcnemar_p:.4g}"
+            )
+            console.print(
+                f"macro F1 Δ {_signed_f1(boot['macro_f1_delta'])}, 95% CI [{_signed_f1(boot['macro_f1_ci'][0])}, "
+                f"{_signed_f1(boot['macro_f1_ci'][1])}] (paired bootstrap, {boot['resamples']} resamples, seed {boot['seed']})"
+            )
+        for title, flips in (("right → wrong", pair.right_to_wrong), ("wrong → right", pair.wrong_to_right)):
+            if not flips:
+                continue
+            table = Table(title=f"{title}: {len(flips)}" + (f" (first {show})" if len(flips) > show else ""), title_justify="left")
+            for header in ("example", "gold", "A", "B", "text"):
+                table.add_column(header)
+            for flip in flips[:show]:
+                table.add_row(
+                    flip["example_id"], str(flip["gold"]), str(flip["a"]), str(flip["b"]),
+                    Text(_short(flip["text"], width)),
+                )
+            console.print(table)
+    for row in comparison.only_in_a:
+        console.print(f"only in A: {row}")
+    for row in comparison.only_in_b:
+        console.print(f"only in B: {row}")
