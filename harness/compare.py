@@ -53,7 +53,7 @@ def is_correct(p: Prediction, task: str) -> bool:
     return str(p.prediction) == str(p.gold)
 
 
-def _single_label_arrays(preds: list[Prediction], labels: list[str]):
+def single_label_arrays(preds: list[Prediction], labels: list[str]):
     import numpy as np
 
     index = {name: i for i, name in enumerate(labels)}
@@ -73,7 +73,7 @@ def macro_f1_single(gold, pred, n_labels: int, idx=None):
     return macro_f1_multi(gold[:, None] == classes, pred[:, None] == classes, idx)
 
 
-def _multi_label_arrays(preds: list[Prediction], labels: list[str]):
+def multi_label_arrays(preds: list[Prediction], labels: list[str]):
     import numpy as np
 
     def as_set(value) -> set[str]:
@@ -125,13 +125,13 @@ def paired_bootstrap(
     right_b = np.array([is_correct(p, task) for p in b])
     acc_delta_samples = right_b[idx].mean(axis=1) - right_a[idx].mean(axis=1)
     if task == "multi_label":
-        gold, pred_a = _multi_label_arrays(a, labels)
-        _, pred_b = _multi_label_arrays(b, labels)
+        gold, pred_a = multi_label_arrays(a, labels)
+        _, pred_b = multi_label_arrays(b, labels)
         f1_a, f1_b = macro_f1_multi(gold, pred_a), macro_f1_multi(gold, pred_b)
         f1_samples = macro_f1_multi(gold, pred_b, idx) - macro_f1_multi(gold, pred_a, idx)
     else:
-        gold, pred_a = _single_label_arrays(a, labels)
-        _, pred_b = _single_label_arrays(b, labels)
+        gold, pred_a = single_label_arrays(a, labels)
+        _, pred_b = single_label_arrays(b, labels)
         f1_a, f1_b = macro_f1_single(gold, pred_a, len(labels)), macro_f1_single(gold, pred_b, len(labels))
         f1_samples = macro_f1_single(gold, pred_b, len(labels), idx) - macro_f1_single(gold, pred_a, len(labels), idx)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from harness.records import Prediction
+from harness.records import Prediction, group_predictions
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_TARGET = 0.9
@@ -80,9 +80,7 @@ def coverage_curve(
 
 def add_coverage(metrics: list[dict], preds: Sequence[Prediction], **options: Any) -> None:
     """Add `coverage` (see `coverage_curve`) to each model × prompt row of `metrics`."""
-    groups: dict[tuple[str, str], list[Prediction]] = {}
-    for p in preds:
-        groups.setdefault((p.model, p.prompt), []).append(p)
+    groups = group_predictions(preds)
     for m in metrics:
         members = groups.get((m.get("model"), m.get("prompt")))
         if members:

@@ -141,7 +141,7 @@ def run_curve(
     from harness.baselines.base import BaselineModel
     from harness.baselines.embeddings import EmbedderPool, EmbeddingCache
     from harness.baselines.run import BaselineData, build, fit_baseline, predict_records
-    from harness.data import _stratified_sample
+    from harness.data import stratified_sample
     from harness.score import score_group
 
     if repeats < 1:
@@ -186,7 +186,7 @@ def run_curve(
                 model.embedder.encode([e.text for e in train] + [e.text for e in evaluated])
             for size in usable:
                 for repeat in range(repeats):
-                    subset = _stratified_sample(train, size, repeat, spec.label_names)
+                    subset = stratified_sample(train, size, repeat, spec.label_names)
                     decision, fitted = fit_baseline(model, data, train=subset)
                     records, predict_s = predict_records(model, decision, evaluated)
                     figures = score_group(records, spec.label_names, spec.task)

@@ -80,7 +80,7 @@ def load_split(spec: "Spec", split: str, *, limit: int | None = None, seed: int 
 
     total = len(examples)
     if limit is not None and limit < total:
-        examples = _stratified_sample(examples, limit, seed, spec.label_names)
+        examples = stratified_sample(examples, limit, seed, spec.label_names)
     fingerprint = {
         "source": ds.source,
         "resolved": resolved,
@@ -181,7 +181,8 @@ def _resolve(spec: "Spec", split: str) -> Path | None:
     data_dir = os.environ.get(DATA_DIR_ENV, "").strip()
     if not data_dir:
         return None
-    root = Path(data_dir).expanduser()
+    # Absolute now, against the working directory the user ran from: a found file must stay found.
+    root = Path(data_dir).expanduser().absolute()
     parts = source.split("/")
     bases = [root / parts[-1]] + ([root / parts[0] / parts[1]] if len(parts) == 2 else [])
     folders = ([b / ds.config for b in bases] if ds.config else []) + bases
@@ -502,7 +503,7 @@ def _stratum(gold: Gold) -> str:
     return gold
 
 
-def _stratified_sample(examples: list[Example], limit: int, seed: int, names: list[str]) -> list[Example]:
+def stratified_sample(examples: list[Example], limit: int, seed: int, names: list[str]) -> list[Example]:
     """Exactly `limit` examples: per-label quotas by largest remainder, seeded picks, row order."""
     groups: dict[str, list[Example]] = {}
     for example in examples:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from harness.records import Prediction
+from harness.records import Prediction, group_predictions
 
 DEFAULT_RESAMPLES = 1000
 
@@ -23,7 +23,7 @@ def bootstrap_ci(
     import numpy as np
 
     from harness.compare import (
-        _multi_label_arrays, _single_label_arrays, is_correct, macro_f1_multi, macro_f1_single,
+        multi_label_arrays, single_label_arrays, is_correct, macro_f1_multi, macro_f1_single,
     )
 
     # predictions.jsonl is in completion order, which changes from run to run (and in a replay):
@@ -36,10 +36,10 @@ def bootstrap_ci(
     right = np.array([is_correct(p, task) for p in preds])
     accuracy = right[idx].mean(axis=1)
     if task == "multi_label":
-        gold, pred = _multi_label_arrays(preds, labels)
+        gold, pred = multi_label_arrays(preds, labels)
         f1 = macro_f1_multi(gold, pred, idx)
     else:
-        gold, pred = _single_label_arrays(preds, labels)
+        gold, pred = single_label_arrays(preds, labels)
         f1 = macro_f1_single(gold, pred, len(labels), idx)
 
     def ci(samples) -> list[float]:
@@ -51,9 +51,7 @@ def bootstrap_ci(
 
 def add_intervals(metrics: list[dict], preds: Sequence[Prediction], labels: list[str], task: str, **options: Any) -> None:
     """Add accuracy_ci, macro_f1_ci (and the resamples and seed) to each model × prompt row."""
-    groups: dict[tuple[str, str], list[Prediction]] = {}
-    for p in preds:
-        groups.setdefault((p.model, p.prompt), []).append(p)
+    groups = group_predictions(preds)
     for m in metrics:
         members = groups.get((m.get("model"), m.get("prompt")))
         if members:

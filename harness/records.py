@@ -67,6 +67,14 @@ class Prediction:
 _PREDICTION_FIELDS = tuple(f.name for f in dataclasses.fields(Prediction))
 
 
+def group_predictions(preds) -> dict[tuple[str, str], list[Prediction]]:
+    """Predictions by (model, prompt), in order of first appearance: one row of every table."""
+    groups: dict[tuple[str, str], list[Prediction]] = {}
+    for p in preds:
+        groups.setdefault((p.model, p.prompt), []).append(p)
+    return groups
+
+
 def read_predictions(path) -> list[Prediction]:
     out = []
     with open(path, encoding="utf-8") as f:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from harness.records import OUTCOMES, Prediction
+from harness.records import OUTCOMES, Prediction, group_predictions
 
 INVALID = "<invalid>"
 TASKS = ("single_label", "multi_label")
@@ -26,9 +26,7 @@ _ROUND = 6
 
 def score_run(preds: list[Prediction], labels: list[str], task: str) -> list[dict]:
     """Score each (model, prompt) group, in order of first appearance in `preds`."""
-    groups: dict[tuple[str, str], list[Prediction]] = {}
-    for p in preds:
-        groups.setdefault((p.model, p.prompt), []).append(p)
+    groups = group_predictions(preds)
     out = []
     for (model, prompt), members in groups.items():
         row: dict[str, Any] = {"model": model, "prompt": prompt}

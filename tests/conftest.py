@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+# The README runs the tests with HARNESS_DATA_DIR=../shared/datasets, relative to the repository.
+# Tests that change directory, and the `harness` subprocesses they start elsewhere, must see the
+# same folder: pin it to an absolute path once, against the directory pytest was started from.
+if os.environ.get("HARNESS_DATA_DIR", "").strip():
+    os.environ["HARNESS_DATA_DIR"] = str(Path(os.environ["HARNESS_DATA_DIR"].strip()).expanduser().absolute())
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from sklearn.metrics import f1_score
 
 from harness.cli import main
 from harness.compare import (
-    _single_label_arrays, compare_runs, macro_f1_multi, macro_f1_single, mcnemar_exact, paired_bootstrap,
+    single_label_arrays, compare_runs, macro_f1_multi, macro_f1_single, mcnemar_exact, paired_bootstrap,
 )
 from harness.data import load_split
 from harness.records import Prediction, read_predictions
@@ -56,7 +56,7 @@ def test_numpy_macro_f1_equals_sklearn():
         labels = [f"c{i}" for i in range(rng.randint(2, 5))]
         golds = [rng.choice(labels[: rng.randint(1, len(labels))]) for _ in range(rng.randint(1, 80))]
         preds = _random_preds(rng, labels, golds, 0.6)
-        gold, pred = _single_label_arrays(preds, labels)
+        gold, pred = single_label_arrays(preds, labels)
         y_pred = [p.prediction if p.outcome == "valid" else "<invalid>" for p in preds]
         expected = f1_score(golds, y_pred, labels=labels, average="macro", zero_division=0)
         assert float(macro_f1_single(gold, pred, len(labels))) == pytest.approx(expected, abs=1e-12)
