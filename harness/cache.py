@@ -264,7 +264,9 @@ class ResponseCache:
             elif self._disk is None:
                 self._disk = await asyncio.to_thread(open_disk_cache, self.directory)
 
-    async def lookup(self, material: dict) -> ChatResponse | None:
+    async def lookup(self, material: dict, *, record: bool = True) -> ChatResponse | None:
+        """The stored response for `material`, or None. `record=False` probes without counting a
+        hit, miss or mismatch (the batch pre-pass asks first, the run then asks again)."""
         if not self.reads:
             return None
         if self._entries is None and self._disk is None:
@@ -275,17 +277,19 @@ class ResponseCache:
         else:
             entry = await self._disk_get(key)
         if entry is not None and entry.get("material") != material and not _same_json(entry.get("material"), material):
-            self.mismatches.append({
-                "key": key,
-                "differs": _differences(entry.get("material") or {}, material),
-                "stored": {k: (entry.get("material") or {}).get(k) for k in ("provider", "endpoint")}
-                | {"model": ((entry.get("material") or {}).get("body") or {}).get("model")},
-                "requested": {k: material.get(k) for k in ("provider", "endpoint")}
-                | {"model": (material.get("body") or {}).get("model")},
-            })
+            if record:
+                self.mismatches.append({
+                    "key": key,
+                    "differs": _differences(entry.get("material") or {}, material),
+                    "stored": {k: (entry.get("material") or {}).get(k) for k in ("provider", "endpoint")}
+                    | {"model": ((entry.get("material") or {}).get("body") or {}).get("model")},
+                    "requested": {k: material.get(k) for k in ("provider", "endpoint")}
+                    | {"model": (material.get("body") or {}).get("model")},
+                })
             entry = None
         if entry is None:
-            self.misses += 1
+            if record:
+                self.misses += 1
             if self.replay:
                 source = self.fixture or self.directory
                 return ChatResponse(
@@ -293,7 +297,8 @@ class ResponseCache:
                     error_kind=MISS_KIND,
                 )
             return None
-        self.hits += 1
+        if record:
+            self.hits += 1
         return ChatResponse.from_cache(entry["response"])
 
     async def _disk_get(self, key: str) -> dict | None:

@@ -228,8 +228,6 @@ async def run_model(
         if on_result is not None:
             on_result(prediction)
 
-    if model.options.get("batch") and not hasattr(provider, "run_batch"):
-        raise HarnessError(f"{model.id}: provider {model.provider!r} has no Batch API mode (options.batch / --batch)")
     try:
         if getattr(provider, "batch_mode", False):
             # Batch API: every request the cache cannot answer goes into one submission first;
@@ -238,7 +236,7 @@ async def run_model(
             for pp in prepared.prompts:
                 for example in prepared.eval.examples:
                     body = request_body(prepared, pp, example, model, provider)
-                    if cache is None or await cache.lookup(cache_material(provider, body)) is None:
+                    if cache is None or await cache.lookup(cache_material(provider, body), record=False) is None:
                         pending.append(body)
             if pending:
                 await ensure_started()

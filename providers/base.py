@@ -52,9 +52,19 @@ class Provider(ABC):
 
     name: ClassVar[str]
     key_env: ClassVar[str | None] = None  # env var holding the API key, when one is needed
+    # Whether `options.batch` / --batch can send this model's requests through a Batch API
+    # (OpenAI, Groq). Servers that batch concurrent requests themselves have none.
+    has_batch_api: ClassVar[bool] = False
 
     def __init__(self, model: Model):
         self.model = model
+        if model.options.get("batch") and not self.has_batch_api:
+            from harness.errors import HarnessError
+
+            raise HarnessError(
+                f"model {model.id}: provider {self.name!r} has no Batch API mode (options.batch / "
+                "--batch); it serves concurrent requests itself: raise `concurrency` instead"
+            )
 
     def missing_requirement(self) -> str | None:
         """Why this model cannot run here (e.g. no API key), or None. Skips the model, not an error."""

@@ -51,6 +51,7 @@ def llama_server_binary() -> str:
 class LlamaCppProvider(OpenAIProvider):
     name = "llamacpp"
     key_env = None
+    has_batch_api = False
     base_url_env = "LLAMACPP_BASE_URL"
     default_base_url = ""
 

@@ -56,11 +56,13 @@ SCHEMA_CONSTRAINTS = frozenset({
     "unevaluatedProperties", "unevaluatedItems",
 })
 # `options:` this provider reads (subclasses with options of their own extend or check them).
+BATCH_OPTIONS = frozenset({  # providers.batch
+    "batch", "batch_window", "batch_poll_s", "batch_timeout_s", "batch_max_requests",
+})
 OPENAI_OPTIONS = frozenset({
     "retry_base_s", "retry_max_s", "max_retry_after_s",  # scheduling (providers.scheduling)
     "schema_constraints",  # keep | drop: value constraints in hosted strict schemas
-    "batch", "batch_window", "batch_poll_s", "batch_timeout_s", "batch_max_requests",  # providers.batch
-})
+}) | BATCH_OPTIONS
 _STATUS_KIND = {401: "auth", 403: "auth", 404: "not_found", 400: "bad_request", 422: "bad_request",
                 408: "timeout", 409: "server", 429: "rate_limit"}
 
@@ -177,6 +179,7 @@ class OpenAIProvider(Provider):
     # Options checked at construction; only for the classes that set this themselves (subclasses
     # such as llamacpp and vllm read options of their own).
     known_options: frozenset[str] = OPENAI_OPTIONS
+    has_batch_api = True
 
     def __init__(self, model):
         super().__init__(model)

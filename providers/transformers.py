@@ -81,11 +81,6 @@ class TransformersProvider(Provider):
 
     def __init__(self, model):
         super().__init__(model)
-        if model.options.get("batch"):
-            raise HarnessError(
-                f"model {model.id}: the transformers provider has no Batch API mode (options.batch / "
-                f"--batch); it batches concurrent requests itself (options.batch_size, concurrency)"
-            )
         try:
             self.options = TransformersOptions.model_validate(
                 {k: v for k, v in model.options.items() if k != "batch"}

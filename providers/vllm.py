@@ -44,13 +44,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.errors import HarnessError
 from providers.base import ChatRequest
 from providers.launcher import ManagedServer, free_port
-from providers.openai import OpenAIProvider
+from providers.openai import BATCH_OPTIONS, OPENAI_OPTIONS as _OPENAI_OPTIONS, OpenAIProvider
 
 # vLLM 0.10.2 renamed guided_* request fields to structured_outputs (vllm#22772); 0.12 removed them.
 STRUCTURED_OUTPUTS_SINCE = (0, 10, 2)
 _PLACEHOLDERS = ("{port}", "{host}", "{model}", "{served_name}")
-# Options the OpenAI provider reads itself (retry tuning of the shared scheduler).
-OPENAI_OPTIONS = frozenset({"retry_base_s", "retry_max_s", "max_retry_after_s"})
+# Options the OpenAI provider reads itself (scheduler tuning, schema constraints); vLLM has no
+# Batch API, and `batch: true` is refused by the base class.
+OPENAI_OPTIONS = _OPENAI_OPTIONS - BATCH_OPTIONS
 
 
 class VllmOptions(BaseModel):
@@ -118,16 +119,12 @@ def _http_get(url: str, *, api_key: str | None = None, timeout: float = 10.0) ->
 class VllmProvider(OpenAIProvider):
     name = "vllm"
     key_env = "VLLM_API_KEY"  # optional: sent when set
+    has_batch_api = False
     base_url_env = "VLLM_BASE_URL"
     default_base_url = ""
 
     def __init__(self, model):
         super().__init__(model)
-        if model.options.get("batch"):
-            raise HarnessError(
-                f"model {model.id}: vLLM's server has no Batch API (options.batch / --batch); it "
-                f"batches concurrent requests itself: raise `concurrency` instead"
-            )
         own = {k: v for k, v in model.options.items() if k not in OPENAI_OPTIONS and k != "batch"}
         try:
             self.options = VllmOptions.model_validate(own)

@@ -174,10 +174,14 @@ def test_openai_batch_run_joins_on_custom_id_and_feeds_cache_and_validation(batc
     assert row["cost_per_valid_usd"] == pytest.approx(row["cost_usd"] / (n - 1))
     assert "batch" in row["price"]["source"]
     assert not list((tmp / "batches").glob("*.json"))  # the resume record is gone once collected
+    # the pre-pass only probes the cache: each request is counted once, as a miss
+    assert (cache.hits, cache.misses) == (0, n)
 
     # a rerun pays only for what failed: the answered requests come from the cache
     api.fail_first = 0
-    outcome = asyncio.run(run_eval(spec, out_dir=tmp / "run2", cache=make_cache("rw", directory=tmp / "cache")))
+    cache = make_cache("rw", directory=tmp / "cache")
+    outcome = asyncio.run(run_eval(spec, out_dir=tmp / "run2", cache=cache))
+    assert (cache.hits, cache.misses) == (n - 1, 1)
     assert len(api.uploads) == 2 and len(api.uploads[1]) == 1
     assert api.uploads[1][0]["custom_id"] == upload[0]["custom_id"]
     predictions = read_predictions(outcome.run_dir / "predictions.jsonl")
