@@ -16,8 +16,9 @@ ignoring leading whitespace and case, so "negative", " negative" and "Negative" 
 * A token that spells a whole label and then more letters ("negatively") is another word, not the
   label. When the prefix already spells a label completely, that label gets the probability of the
   tokens that end the word (whitespace, punctuation, end-of-turn markers).
-* A label no listed token begins is counted at the smallest listed probability (an upper bound of
-  its true mass), so its probability is never 0 and log loss stays finite.
+* A label no listed token begins is counted at the smallest probability seen (the smallest listed
+  one, times the prefix's probability in a follow-up: an upper bound of its true mass), so its
+  probability is never 0 and log loss stays finite.
 * The `transformers` provider scores each label exactly instead: the sum of the label tokens'
   log-probabilities given the prompt (providers.transformers, body field `score`), for the label as
   written, lower-case and capitalised.
@@ -137,6 +138,7 @@ async def score_first_tokens(
     match = match_tokens(top, {label: label for label in labels}, at_start=True)
     mass = dict(match.mass)
     unresolved = 0.0
+    floors = [match.floor] if match.floor is not None else []
 
     async def follow(prefix: str, p: float, candidates: list[str], depth: int) -> None:
         nonlocal requests, unresolved
@@ -153,6 +155,8 @@ async def score_first_tokens(
         e = reply.logprobs[0]
         alts = e.get("top_logprobs") or [{"token": e.get("token"), "logprob": e.get("logprob")}]
         sub = match_tokens(alts, remainders, at_start=False)
+        if sub.floor is not None:
+            floors.append(p * sub.floor)  # a label lost after this prefix had at most this much
         for label, q in sub.mass.items():
             mass[label] += p * q
         for token, q, begun in sub.shared:
@@ -160,7 +164,7 @@ async def score_first_tokens(
 
     for token, p, begun in match.shared:
         await follow(token, p, begun, 1)
-    return finish(mass, labels, match.floor, first.text, requests, unresolved), first
+    return finish(mass, labels, min(floors) if floors else None, first.text, requests, unresolved), first
 
 
 def label_variants(label: str) -> list[str]:
