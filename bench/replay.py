@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -70,21 +69,23 @@ def synthesize(fixture: Path, cache_dir: Path) -> int:
     return len(entries)
 
 
-def timed(command: list[str], env: dict, repeat: int) -> tuple[float, list[float], float]:
-    """(median wall, all walls, median CPU seconds) of `repeat` runs in fresh processes. CPU time
-    (user + system, from the kernel's accounting of children) is less disturbed than wall time
-    when other work shares the machine."""
-    walls, cpus = [], []
+def timed(command: list[str], env: dict, repeat: int) -> tuple[float, list[float], float, float]:
+    """(median wall, all walls, median CPU seconds, median peak RSS in MiB) of `repeat` runs in
+    fresh processes. CPU time (user + system) and peak memory come from the kernel's accounting of
+    that one child (`os.wait4`), which other work on the machine disturbs less than wall time."""
+    walls, cpus, rss = [], [], []
     for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stderr = child.stderr.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
         walls.append(time.perf_counter() - t0)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}")
-    return statistics.median(walls), walls, statistics.median(cpus)
+        cpus.append(usage.ru_utime + usage.ru_stime)
+        rss.append(usage.ru_maxrss / 1024)  # KiB on Linux
+        if child.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} exited {child.returncode}:\n{stderr}")
+    return statistics.median(walls), walls, statistics.median(cpus), statistics.median(rss)
 
 
 def main() -> None:
@@ -140,10 +141,11 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at the end, Python {sys.version.split()[0]}; "
           f"medians of {args.repeat} runs\n")
-    print("| command | median wall | median CPU (user+sys) | walls |")
-    print("|---|---:|---:|---|")
-    for name, (median, walls, cpu) in results.items():
-        print(f"| {name} | {median * 1000:.0f} ms | {cpu * 1000:.0f} ms | {', '.join(f'{w * 1000:.0f}' for w in walls)} |")
+    print("| command | median wall | median CPU (user+sys) | median peak RSS | walls |")
+    print("|---|---:|---:|---:|---|")
+    for name, (median, walls, cpu, rss) in results.items():
+        print(f"| {name} | {median * 1000:.0f} ms | {cpu * 1000:.0f} ms | {rss:.0f} MiB | "
+              f"{', '.join(f'{w * 1000:.0f}' for w in walls)} |")
     for label, small, full in (
         ("fixture", "replay, fixture, --limit 10", "replay, fixture, 1066 examples"),
         ("cache folder", "replay, cache folder, --limit 10", "replay, cache folder, 1066 examples"),
