@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.metrics.row import SCHEMA_VERSION
 from harness.records import Prediction, read_predictions
 
 RUNS_ROOT = Path("runs")
@@ -95,6 +96,13 @@ def load_run(argument: str | Path, runs_root: Path = RUNS_ROOT) -> RunData:
     payload = _read_json(run_dir / "metrics.json")
     if not isinstance(payload, dict) or "results" not in payload:
         raise HarnessError(f"{run_dir / 'metrics.json'}: not a run's metrics file (no `results`)")
+    # Version 1 (no schema_version) has the same rows minus `calibration`: read as is.
+    version = payload.get("schema_version", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise HarnessError(
+            f"{run_dir / 'metrics.json'}: schema_version {version!r} is newer than this harness reads "
+            f"({SCHEMA_VERSION}); upgrade the harness to compare or check this run"
+        )
     resolved_path = run_dir / "spec.resolved.json"
     resolved = _read_json(resolved_path) if resolved_path.is_file() else None
     return RunData(run_dir, payload.get("run") or {}, payload["results"], resolved)

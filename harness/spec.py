@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from harness.errors import SpecError
+from harness.metrics.row import CHECKABLE
 
 TaskType = Literal["single_label", "multi_label"]
 OutputMode = Literal["json_schema", "json_object", "text"]
@@ -243,15 +244,8 @@ class Baseline(_Strict):
         return self
 
 
-# Figures in a run's metrics.json that a check can test (harness.score names them).
-CheckMetric = Literal[
-    "n", "n_valid", "validity",
-    "accuracy", "accuracy_valid", "macro_f1", "macro_f1_valid", "weighted_f1", "weighted_f1_valid",
-    "subset_accuracy", "subset_accuracy_valid", "micro_f1", "micro_f1_valid",
-    "hamming_loss", "hamming_loss_valid",
-    "latency_p50_s", "latency_p95_s", "mean_confidence",
-    "cost_usd", "cost_per_valid_usd",
-]
+# Figures in a run's metrics.json that a check can test: those the row model marks (harness.metrics.row).
+CheckMetric = Literal[CHECKABLE]  # type: ignore[valid-type]
 
 
 class Check(_Strict):
