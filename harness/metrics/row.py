@@ -282,3 +282,9 @@ def json_schema() -> dict[str, Any]:
         "required": ["schema_version", "run", "results"],
         "$defs": defs,
     }
+
+
+if __name__ == "__main__":  # python -m harness.metrics.row > harness/metrics.schema.json
+    import json
+
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
