@@ -60,18 +60,23 @@ def test_single_label_figures_equal_sklearn():
             assert m["accuracy_valid"] is None
 
 
-def test_multi_label_figures_equal_sklearn():
-    rng = random.Random(11)
-    for case in range(200):
-        labels = [f"l{i}" for i in range(rng.randint(2, 7))]
+def multi_cases(seed: int, count: int, max_labels: int = 7, max_n: int = 50):
+    rng = random.Random(seed)
+    for case in range(count):
+        labels = [f"l{i}" for i in range(rng.randint(2, max_labels))]
         preds = []
-        for i in range(rng.randint(1, 50)):
+        for i in range(rng.randint(1, max_n)):
             gold = sorted(rng.sample(labels, rng.randint(0, min(3, len(labels)))))
             if rng.random() < 0.15:
                 preds.append(Prediction(f"t:{i}", "m", "p", gold, None, "schema_error"))
                 continue
             answer = set(gold) if rng.random() < 0.4 else set(rng.sample(labels, rng.randint(0, 2)))
             preds.append(Prediction(f"t:{i}", "m", "p", gold, sorted(answer), "valid"))
+        yield labels, preds
+
+
+def test_multi_label_figures_equal_sklearn():
+    for labels, preds in multi_cases(11, 200):
         m = score_group(preds, labels, "multi_label")
         binarizer = MultiLabelBinarizer(classes=labels).fit([labels])
         true = binarizer.transform([p.gold for p in preds])
@@ -143,17 +148,7 @@ def test_resampled_single_label_figures_equal_sklearn():
 def test_resampled_multi_label_figures_equal_sklearn():
     from harness.metrics import kernel
 
-    rng = random.Random(13)
-    for case in range(25):
-        labels = [f"l{i}" for i in range(rng.randint(2, 6))]
-        preds = []
-        for i in range(rng.randint(1, 40)):
-            gold = sorted(rng.sample(labels, rng.randint(0, min(3, len(labels)))))
-            if rng.random() < 0.15:
-                preds.append(Prediction(f"t:{i}", "m", "p", gold, None, "truncated"))
-            else:
-                answer = gold if rng.random() < 0.4 else sorted(rng.sample(labels, rng.randint(0, 2)))
-                preds.append(Prediction(f"t:{i}", "m", "p", gold, answer, "valid"))
+    for case, (labels, preds) in enumerate(multi_cases(13, 25, max_labels=6, max_n=40)):
         enc = kernel.encode(preds, labels, "multi_label")
         idx, w = _resampled(preds, seed=case)
         binarizer = MultiLabelBinarizer(classes=labels).fit([labels])
