@@ -34,9 +34,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "rotten_tomatoes.yaml"
 COMMITTED = ROOT / "specs" / "fixtures" / "rotten_tomatoes.jsonl"
-# The whole test split. The spec samples `dataset.limit: 300` rows for the everyday run, so every
-# command here passes --limit FULL to replay all of it.
-FULL = 1066
 HEAVY = ("sklearn", "scipy", "openai", "groq", "httpx", "httpx2", "torch", "pandas", "pyarrow", "datasets", "sentence_transformers")
 
 
@@ -53,10 +50,10 @@ def synthesize(fixture: Path, cache_dir: Path) -> int:
     golds = {}
     from harness.data import load_eval_split
 
-    for e in load_eval_split(spec, limit=FULL).examples:
+    for e in load_eval_split(spec).examples:
         golds[e.id] = e.gold
     entries = []
-    for r in planned_requests(spec, limit=FULL):
+    for r in planned_requests(spec):
         gold = golds[r["example_id"]]
         label = gold if rng.random() < 0.6 else rng.choice([x for x in labels if x != gold])
         is_json = "response_format" in r["material"]["body"]
@@ -126,13 +123,13 @@ def main() -> None:
     results = {}
     results["python -c pass"] = timed([sys.executable, "-c", "pass"], env, args.repeat)
     results["replay, fixture, --limit 10"] = timed(replay + ["--fixture", str(fixture), "--limit", "10", "--out", str(work / "r10")], env, args.repeat)
-    results["replay, fixture, 1066 examples"] = timed(replay + ["--fixture", str(fixture), "--limit", str(FULL), "--out", str(work / "rfull")], env, args.repeat)
+    results["replay, fixture, 1066 examples"] = timed(replay + ["--fixture", str(fixture), "--out", str(work / "rfull")], env, args.repeat)
     results["replay, cache folder, --limit 10"] = timed(replay + ["--no-fixture", "--limit", "10", "--out", str(work / "d10")], env, args.repeat)
-    results["replay, cache folder, 1066 examples"] = timed(replay + ["--no-fixture", "--limit", str(FULL), "--out", str(work / "dfull")], env, args.repeat)
+    results["replay, cache folder, 1066 examples"] = timed(replay + ["--no-fixture", "--out", str(work / "dfull")], env, args.repeat)
 
     probe = (
         "import sys; from harness.cli import main; "
-        f"rc = main({json.dumps(replay[1:] + ['--fixture', str(fixture), '--limit', str(FULL), '--out', str(work / 'probe')])}); "
+        f"rc = main({json.dumps(replay[1:] + ['--fixture', str(fixture), '--out', str(work / 'probe')])}); "
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules)); sys.exit(rc)"
     )
     probe_out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)

@@ -34,7 +34,7 @@ def main() -> None:
 
     t_imports = time.perf_counter()
     spec = load_spec(ROOT / "specs" / "rotten_tomatoes.yaml")
-    prepared = Prepared(spec, limit=1066)  # the whole test split, as bench/replay.py replays it
+    prepared = Prepared(spec)
     model = spec.models[0]
     provider = get_provider_class(model.provider)(model)
     t_prepare = time.perf_counter()
