@@ -1,4 +1,7 @@
-"""Benchmark: a fully cached replay of the whole rotten_tomatoes spec (1066 examples × every prompt).
+"""Benchmark: a fully cached replay of the rotten_tomatoes spec (its examples × every prompt).
+
+The spec samples `dataset.limit: 300` of the 1066 test reviews, and the committed fixture holds
+exactly those requests; the output says how many examples were replayed.
 
     HARNESS_DATA_DIR=../shared/datasets python bench/replay.py [--repeat 5] [--fixture FILE]
 
@@ -7,7 +10,7 @@ processes (medians of --repeat runs), against:
 
 * `python -c pass` — interpreter start, which no harness change can remove;
 * the same replay with `--limit 10` — fixed costs (imports, spec, templates, dataset, scoring set-up);
-  the per-example overhead is the slope (full − limit 10) / (1066 − 10);
+  the per-example overhead is the slope (full − limit 10) / (examples − 10);
 * the same replay from the diskcache folder (`--no-fixture --cache-dir`) instead of the fixture.
 
 Responses come from the committed fixture (specs/fixtures/rotten_tomatoes.jsonl) when it exists, else
@@ -123,9 +126,9 @@ def main() -> None:
     results = {}
     results["python -c pass"] = timed([sys.executable, "-c", "pass"], env, args.repeat)
     results["replay, fixture, --limit 10"] = timed(replay + ["--fixture", str(fixture), "--limit", "10", "--out", str(work / "r10")], env, args.repeat)
-    results["replay, fixture, 1066 examples"] = timed(replay + ["--fixture", str(fixture), "--out", str(work / "rfull")], env, args.repeat)
+    results["replay, fixture, the spec's examples"] = timed(replay + ["--fixture", str(fixture), "--out", str(work / "rfull")], env, args.repeat)
     results["replay, cache folder, --limit 10"] = timed(replay + ["--no-fixture", "--limit", "10", "--out", str(work / "d10")], env, args.repeat)
-    results["replay, cache folder, 1066 examples"] = timed(replay + ["--no-fixture", "--out", str(work / "dfull")], env, args.repeat)
+    results["replay, cache folder, the spec's examples"] = timed(replay + ["--no-fixture", "--out", str(work / "dfull")], env, args.repeat)
 
     probe = (
         "import sys; from harness.cli import main; "
@@ -137,7 +140,7 @@ def main() -> None:
 
     rows = json.loads((work / "rfull" / "metrics.json").read_text())["results"]
     examples = rows[0]["n"]
-    print(f"source: {source}")
+    print(f"source: {source}; {examples} examples per full replay")
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at the end, Python {sys.version.split()[0]}; "
           f"medians of {args.repeat} runs\n")
@@ -147,14 +150,14 @@ def main() -> None:
         print(f"| {name} | {median * 1000:.0f} ms | {cpu * 1000:.0f} ms | {rss:.0f} MiB | "
               f"{', '.join(f'{w * 1000:.0f}' for w in walls)} |")
     for label, small, full in (
-        ("fixture", "replay, fixture, --limit 10", "replay, fixture, 1066 examples"),
-        ("cache folder", "replay, cache folder, --limit 10", "replay, cache folder, 1066 examples"),
+        ("fixture", "replay, fixture, --limit 10", "replay, fixture, the spec's examples"),
+        ("cache folder", "replay, cache folder, --limit 10", "replay, cache folder, the spec's examples"),
     ):
         for kind, i in (("wall", 0), ("CPU", 2)):
             slope = (results[full][i] - results[small][i]) / (examples - 10)
             beyond = (results[full][i] - results["python -c pass"][i]) / examples
             print(
-                f"{label}, {kind}: per-example cost (slope between --limit 10 and 1066; {len(rows)} requests "
+                f"{label}, {kind}: per-example cost (slope between --limit 10 and {examples}; {len(rows)} requests "
                 f"per example) {slope * 1000:.3f} ms; (whole command − interpreter start) / examples "
                 f"{beyond * 1000:.3f} ms; whole command {results[full][i]:.2f} s"
             )
