@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+import warnings
 
 import numpy as np
 import pytest
 
-from sklearn.metrics import accuracy_score, f1_score, hamming_loss, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score, balanced_accuracy_score, f1_score, hamming_loss, precision_recall_fscore_support,
+)
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from harness.records import Prediction
@@ -44,6 +47,9 @@ def test_single_label_figures_equal_sklearn():
         assert m["accuracy"] == _r(accuracy_score(y_true, y_pred))
         assert m["macro_f1"] == _r(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
         assert m["weighted_f1"] == _r(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))
+        with warnings.catch_warnings():  # sklearn warns about the `<invalid>` column having no gold
+            warnings.simplefilter("ignore")
+            assert m["balanced_accuracy"] == _r(balanced_accuracy_score(y_true, y_pred))
         precision, recall, f1, support = precision_recall_fscore_support(
             y_true, y_pred, labels=labels, average=None, zero_division=0
         )
@@ -129,6 +135,7 @@ def test_resampled_single_label_figures_equal_sklearn():
         enc = kernel.encode(preds, labels, "single_label")
         idx, w = _resampled(preds, seed=case)
         accuracy, macro, weighted = kernel.accuracy(enc, w), kernel.macro_f1(enc, w), kernel.weighted_f1(enc, w)
+        balanced = kernel.balanced_accuracy(enc, w)
         valid_macro = kernel.macro_f1(enc, kernel.valid_weights(enc, w))
         for r, rows in enumerate(idx):
             y_true = [preds[i].gold for i in rows]
@@ -138,6 +145,9 @@ def test_resampled_single_label_figures_equal_sklearn():
                 f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0), abs=1e-12)
             assert weighted[r] == pytest.approx(
                 f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0), abs=1e-12)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                assert balanced[r] == pytest.approx(balanced_accuracy_score(y_true, y_pred), abs=1e-12)
             kept = [i for i in rows if preds[i].outcome == "valid"]
             if kept:
                 assert valid_macro[r] == pytest.approx(f1_score(

@@ -174,6 +174,14 @@ def weighted_f1(enc: Encoding, w: np.ndarray):
     return np.where(support > 0, (f1 * actual).sum(axis=-1) / np.maximum(support, 1e-300), f1.mean(axis=-1))
 
 
+def balanced_accuracy(enc: Encoding, w: np.ndarray):
+    """Mean recall over the labels that occur in the gold (scikit-learn's balanced_accuracy_score):
+    a model that always answers the majority class scores 1 / (number of labels)."""
+    tp, _, actual = counts(enc, w)
+    present = actual > 0
+    return _divide((_divide(tp, actual) * present).sum(axis=-1), present.sum(axis=-1))
+
+
 def micro_f1(enc: Encoding, w: np.ndarray):
     tp, predicted, actual = counts(enc, w)
     return _divide(2.0 * tp.sum(axis=-1), actual.sum(axis=-1) + predicted.sum(axis=-1))
@@ -190,6 +198,7 @@ FIGURES: dict[str, Callable[[Encoding, np.ndarray], Any]] = {
     "subset_accuracy": accuracy,
     "macro_f1": macro_f1,
     "weighted_f1": weighted_f1,
+    "balanced_accuracy": balanced_accuracy,
     "micro_f1": micro_f1,
     "hamming_loss": hamming_loss,
 }

@@ -75,6 +75,10 @@ class Confusion(_Part):
 class SingleLabelFigures(_Part):
     weighted_f1: Annotated[Ratio, Figure(check=True)] = Field(description="F1 averaged by support, strict.")
     weighted_f1_valid: Annotated[Ratio, Figure(check=True)] = Field(description="Weighted F1 on valid answers.")
+    # Added after version 1: a default, so older files still read.
+    balanced_accuracy: Annotated[Ratio, Figure(check=True)] = Field(
+        None, description="Mean recall over the labels present in the gold, strict.")
+    balanced_accuracy_valid: Annotated[Ratio, Figure(check=True)] = None
     confusion: Confusion
 
 
