@@ -199,3 +199,12 @@ def test_intervals_and_paired_deltas_are_percentiles_of_sklearn_resamples():
     deltas = [f1(b, rows) - f1(a, rows) for rows in idx]
     got = paired_bootstrap(enc_a, enc_b, resamples=200, seed=4)["macro_f1_ci"]
     assert got == pytest.approx([np.percentile(deltas, 2.5), np.percentile(deltas, 97.5)], abs=2e-6)
+
+
+@pytest.mark.parametrize("n,resamples", [(1, 3), (7, 5), (1201, 130)])  # 1201: blocks of 54 rows
+def test_resample_weights_count_the_same_draws_as_resample_indices(n, resamples):
+    from harness.metrics.kernel import resample_indices, resample_weights
+
+    idx = resample_indices(n, resamples, seed=9)
+    expected = np.stack([np.bincount(row, minlength=n) for row in idx])
+    assert np.array_equal(resample_weights(n, resamples, seed=9), expected)

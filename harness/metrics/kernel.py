@@ -42,11 +42,13 @@ class Encoding:
     valid: np.ndarray  # (n,) bool
     correct: np.ndarray  # (n,) bool
     confidence: np.ndarray  # (n,) float, NaN where the record has none
-    # float copies for the weighted sums (a matrix product per figure)
+    # float32 copies for the weighted sums (small integers are exact; `_sum` hands the sums on as
+    # float64); the label matrices transposed, (k, n), one contiguous row per label
     _gold: np.ndarray
     _pred: np.ndarray
     _hits: np.ndarray
-    _errors: np.ndarray  # (n,) mean of gold != pred over the labels (Hamming loss per example)
+    _correct: np.ndarray
+    _errors: np.ndarray  # (n,) labels wrong per example (gold != pred), for the Hamming loss
 
     @property
     def n(self) -> int:
@@ -101,8 +103,9 @@ def encode(preds: Sequence[Any], labels: Sequence[str], task: str) -> Encoding:
     return Encoding(
         task=task, labels=labels, example_ids=tuple(p.example_id for p in preds),
         gold=gold, pred=pred, valid=valid, correct=correct, confidence=confidence,
-        _gold=gold.astype(np.float64), _pred=pred.astype(np.float64), _hits=(gold & pred).astype(np.float64),
-        _errors=(gold != pred).mean(axis=1) if k else np.zeros(n),
+        _gold=_columns(gold), _pred=_columns(pred), _hits=_columns(gold & pred),
+        _correct=correct.astype(np.float32),
+        _errors=(gold != pred).sum(axis=1).astype(np.float32),
     )
 
 
@@ -125,12 +128,18 @@ def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
 
 
 def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
-    """How often each example is drawn in each resample: row r of the result weighs example i by
-    its count in `resample_indices(...)[r]`, so a figure over weights equals the figure over the
-    resampled list of examples."""
-    idx = resample_indices(n, resamples, seed)
-    offsets = (idx + n * np.arange(resamples)[:, None]).ravel()
-    return np.bincount(offsets, minlength=resamples * n).reshape(resamples, n).astype(np.float64)
+    """How often each example is drawn in each resample: row r weighs example i by its count in
+    row r of `resample_indices(n, resamples, seed)` (the same draws, taken a block of rows at a
+    time), so a figure over these weights equals the figure over the resampled list of examples.
+    float32 (small integer counts are exact); the peak memory is this matrix plus one block."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((resamples, n), dtype=np.float32)
+    block = max(1, (1 << 16) // max(n, 1))
+    for start in range(0, resamples, block):
+        rows = rng.integers(0, n, size=(min(block, resamples - start), n))
+        rows += n * np.arange(len(rows))[:, None]
+        out[start:start + len(rows)] = np.bincount(rows.ravel(), minlength=len(rows) * n).reshape(len(rows), n)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,9 +154,26 @@ def _divide(numerator, denominator) -> np.ndarray:
     return out
 
 
+def _columns(matrix: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(matrix.T, dtype=np.float32)
+
+
+def _sum(w: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Weighted sums over the examples, as float64: w is (n,) or (resamples, n); values is (n,) or
+    (k, n) label rows, giving (...,) or (..., k). numpy's own loops (einsum), one pass per label,
+    not BLAS: on a busy 2-core machine OpenBLAS's threads made a (1000 × 1200) product 25× slower."""
+    w = w.astype(np.float32, copy=False)
+    if values.ndim == 1:
+        return np.asarray(np.einsum("...n,n->...", w, values), dtype=np.float64)
+    out = np.empty(w.shape[:-1] + (len(values),))
+    for j, row in enumerate(values):
+        out[..., j] = np.einsum("...n,n->...", w, row)
+    return out
+
+
 def counts(enc: Encoding, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted per-label (true positives, predicted, actual), shape (..., k)."""
-    return w @ enc._hits, w @ enc._pred, w @ enc._gold
+    return _sum(w, enc._hits), _sum(w, enc._pred), _sum(w, enc._gold)
 
 
 def prf(tp, predicted, actual) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,8 +183,8 @@ def prf(tp, predicted, actual) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def accuracy(enc: Encoding, w: np.ndarray):
     """Share of right answers (multi-label: the exact label set, i.e. subset accuracy)."""
-    total = w.sum(axis=-1)
-    return np.where(total > 0, (w @ enc.correct) / np.maximum(total, 1e-300), np.nan)
+    total = w.sum(axis=-1, dtype=np.float64)
+    return np.where(total > 0, _sum(w, enc._correct) / np.maximum(total, 1e-300), np.nan)
 
 
 def macro_f1(enc: Encoding, w: np.ndarray):
@@ -188,8 +214,8 @@ def micro_f1(enc: Encoding, w: np.ndarray):
 
 
 def hamming_loss(enc: Encoding, w: np.ndarray):
-    total = w.sum(axis=-1)
-    return np.where(total > 0, (w @ enc._errors) / np.maximum(total, 1e-300), np.nan)
+    total = w.sum(axis=-1, dtype=np.float64) * len(enc.labels)
+    return np.where(total > 0, _sum(w, enc._errors) / np.maximum(total, 1e-300), np.nan)
 
 
 # Figures by name, as `metrics.json` calls them; `subset_accuracy` is multi-label accuracy.
