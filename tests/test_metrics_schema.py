@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.metrics.row import CHECKABLE, COLUMNS, HEADLINE, SCHEMA_VERSION, MetricsRow, json_schema
+from harness.metrics.row import CHECKABLE, COLUMNS, COUNTS, HEADLINE, SCHEMA_VERSION, MetricsRow, json_schema
 from harness.runs import load_run
 
 from test_checks import CHECKS, make_project
@@ -120,3 +120,4 @@ def test_check_names_report_columns_and_compare_headline_come_from_the_row_model
     assert report._COLUMNS == [(key, header, kind) for key, header, kind, _ in COLUMNS]
     assert report._OPTIONAL == {"cost_usd", "cost_per_valid_usd", "wall_s"}
     assert compare.HEADLINE == HEADLINE == ("validity", "accuracy", "accuracy_valid", "macro_f1", "macro_f1_valid")
+    assert COUNTS == ("n", "n_valid")

@@ -252,6 +252,8 @@ COLUMNS: tuple[tuple[str, str, str, bool], ...] = tuple(
     for key, info, optional in _wire_fields() if (fig := _figure(info)) is not None and fig.header
 )
 HEADLINE: tuple[str, ...] = tuple(key for key, info, _ in _wire_fields() if (_figure(info) or Figure()).headline)
+# checkable figures that are counts (printed as whole numbers)
+COUNTS: tuple[str, ...] = tuple(key for key, info, _ in _wire_fields() if key in CHECKABLE and info.annotation is int)
 
 
 def json_schema() -> dict[str, Any]:
