@@ -16,7 +16,8 @@ Figures carry a `Figure` marker that the rest of the harness reads instead of li
 
 This module imports nothing else of the harness, so the spec can depend on it. `metrics.json`
 carries `schema_version` (`SCHEMA_VERSION`); a file without one is version 1, which has the same
-row layout minus `calibration`. The published JSON schema is `harness/metrics.schema.json`
+row layout without the figures added since (`balanced_accuracy*`, `calibration`): fields added
+later have defaults, so old rows still validate. The published JSON schema is `harness/metrics.schema.json`
 (`json_schema()`; tests keep it in sync and validate a real run against it).
 """
 
@@ -281,7 +282,7 @@ def json_schema() -> dict[str, Any]:
         "type": "object",
         "properties": {
             "schema_version": {"type": "integer", "const": SCHEMA_VERSION,
-                               "description": "Absent in files of version 1 (same rows, no calibration)."},
+                               "description": "Absent in files of version 1 (same rows, without balanced_accuracy and calibration)."},
             "run": {"type": "object", "description": "The run record: spec, dataset, models, timings, environment."},
             "results": {"type": "array", "items": {"$ref": "#/$defs/MetricsRow"}},
         },
