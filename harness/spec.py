@@ -18,12 +18,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from harness.errors import SpecError
+from harness.shapes import ShapeName, either, shape_class, text_mode_shapes
 
 TaskType = Literal["single_label", "multi_label"]
 OutputMode = Literal["json_schema", "json_object", "text"]
-BuiltinShape = Literal["label", "labels", "label_confidence", "score"]
-# A user-supplied Pydantic model, imported as `package.module:ClassName`.
-ImportPath = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=80)]
 
 
@@ -86,11 +84,8 @@ class Prompt(_Strict):
 
 
 class Output(_Strict):
-    shape: Union[BuiltinShape, ImportPath] = Field(
-        "label",
-        description="label | labels (multi-label) | label_confidence | score (0-1, thresholded) | "
-        "`module:Class` (a Pydantic model with a `label` or `labels` field).",
-    )
+    # A registered shape name or `module:Class`; the schema's description lists the shapes.
+    shape: ShapeName = "label"
     mode: OutputMode = Field(
         "json_schema",
         description="json_schema: constrained JSON; json_object: any JSON; text: a bare label.",
@@ -344,12 +339,9 @@ class Spec(_Strict):
         _unique([p.name for p in self.prompts], "prompts", "name", "prompt names must be unique")
         _unique([m.id for m in self.models], "models", "name", "model ids must be unique (set `name`)")
         shape = self.output.shape
-        if self.task == "multi_label" and shape not in ("labels",) and ":" not in shape:
-            raise _At(("output", "shape"), f"{shape!r} is single-label; multi_label tasks use 'labels'")
-        if self.task == "single_label" and shape == "labels":
-            raise _At(("output", "shape"), "'labels' needs task: multi_label")
-        if shape == "score" and len(self.labels) != 2:
-            raise _At(("output", "shape"), "'score' needs exactly two labels (negative, positive)")
+        problem = shape_class(shape).spec_problem(self.task, self.label_names)
+        if problem:
+            raise _At(("output", "shape"), problem)
         names = set(self.label_names)
         for key, value in (self.dataset.label_map or {}).items():
             if value not in names:
@@ -358,11 +350,11 @@ class Spec(_Strict):
                     f"maps {key!r} to {value!r}, which is not in labels ({', '.join(self.label_names)})",
                 )
         for i, p in enumerate(self.prompts):
-            if self.mode_of(p) == "text" and shape not in ("label", "labels"):
+            if self.mode_of(p) == "text" and not shape_class(shape).text_mode:
                 raise _At(
                     ("prompts", i, "mode") if p.mode else ("output", "mode"),
                     f"prompt {p.name!r}: mode 'text' answers a bare label, which fits output.shape "
-                    f"'label' or 'labels', not {shape!r}",
+                    f"{either(map(repr, text_mode_shapes()))}, not {shape!r}",
                 )
             if p.few_shot.k and not (p.few_shot.split or self.dataset.train_split):
                 raise _At(("prompts", i, "few_shot"), f"prompt {p.name!r}: few_shot needs dataset.train_split")
@@ -527,8 +519,6 @@ def _explain(error: dict, located: _Located) -> tuple[int | None, str, str]:
             message += f" Allowed: {', '.join(allowed)}"
     elif kind == "missing":
         message = "required field is missing"
-    elif clean and clean[-1] == "shape" and kind in ("literal_error", "string_pattern_mismatch"):
-        message = "must be label, labels, label_confidence, score or an import path `module:Class`"
     elif kind == "string_pattern_mismatch":
         message = "must be letters, digits, `_`, `.` or `-` (it names files and report rows)"
     elif kind == "value_error":
