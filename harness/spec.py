@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from harness.baselines.base import Baseline, spec_entry_type
+from harness.baselines.base import Baseline, spec_entry_type  # noqa: F401  (Baseline: for type hints)
 from harness.errors import FieldProblem, SpecError
 from harness.shapes import ShapeName, either, shape_class, text_mode_shapes
 
@@ -448,13 +448,13 @@ def _explain(error: dict, located: _Located) -> tuple[int | None, str, str]:
         allowed = sorted(walk.owner.model_fields) if walk.owner else []
         hint = difflib.get_close_matches(str(clean[-1]), allowed, n=1)
         message = "unknown field"
-        if hint:
+        key, tag, members = walk.tagged or (None, None, {})
+        # A field of another member, e.g. another baseline kind's option, says which reads it.
+        users = sorted(t for t, model in members.items() if clean[-1] in model.model_fields)
+        if users:
+            message += f"; it does not apply to {key} {tag!r}, it is read by: {', '.join(users)}."
+        elif hint:
             message += f"; did you mean {hint[0]!r}?"
-        elif walk.tagged:  # a field of another member, e.g. another baseline kind's option
-            key, tag, members = walk.tagged
-            users = sorted(t for t, model in members.items() if clean[-1] in model.model_fields)
-            if users:
-                message += f"; it does not apply to {key} {tag!r}, it is read by: {', '.join(users)}."
         if allowed:
             message += f" Allowed: {', '.join(allowed)}"
     elif kind == "union_tag_invalid":
