@@ -43,11 +43,11 @@ def registry(monkeypatch):
 
 
 @pytest.fixture
-def label_rationale(registry):
+def toy_rationale(registry):
     """A toy shape: the model explains itself before answering, `{"rationale": ..., "label": L}`."""
 
-    class LabelRationale(OutputShape):
-        name = "label_rationale"
+    class ToyRationale(OutputShape):
+        name = "toy_rationale"
         summary = "a rationale, then a label"
 
         def answer_model(self) -> type[BaseModel]:
@@ -61,7 +61,7 @@ def label_rationale(registry):
                 raise ShapeError("the rationale is empty")
             return self._one_label(answer.label), None
 
-    return LabelRationale
+    return ToyRationale
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,16 +96,16 @@ def test_registered_shape_classes_are_looked_up_by_name():
 # A new shape, registered in the test
 
 
-def test_a_new_shape_is_accepted_by_the_spec_and_listed_in_errors_and_schema(label_rationale):
-    assert spec("label_rationale").output.shape == "label_rationale"
-    assert "must be label, labels, label_confidence, score, label_rationale or an import path" in spec_error("nope")
+def test_a_new_shape_is_accepted_by_the_spec_and_listed_in_errors_and_schema(toy_rationale):
+    assert spec("toy_rationale").output.shape == "toy_rationale"
+    assert ", toy_rationale or an import path `module:Class`" in spec_error("nope")
     schema = json_schema()["$defs"]["Output"]["properties"]["shape"]
-    assert "label_rationale" in schema["anyOf"][0]["enum"]
-    assert "label_rationale (a rationale, then a label)" in schema["description"]
+    assert "toy_rationale" in schema["anyOf"][0]["enum"]
+    assert "toy_rationale (a rationale, then a label)" in schema["description"]
 
 
-def test_a_new_shape_drives_the_request_schema_gold_answer_and_reading(label_rationale):
-    contract = AnswerContract(spec("label_rationale"))
+def test_a_new_shape_drives_the_request_schema_gold_answer_and_reading(toy_rationale):
+    contract = AnswerContract(spec("toy_rationale"))
     fmt = contract.response_format("json_schema")
     schema = fmt["json_schema"]["schema"]
     assert schema["required"] == ["rationale", "label"] and schema["additionalProperties"] is False
@@ -118,12 +118,12 @@ def test_a_new_shape_drives_the_request_schema_gold_answer_and_reading(label_rat
     assert contract.judge('{"label": "positive"}', "json_schema").outcome == "schema_error"
 
 
-def test_a_new_shape_gets_the_spec_checks_its_class_declares(label_rationale):
+def test_a_new_shape_gets_the_spec_checks_its_class_declares(toy_rationale):
     # Single-label only (the default `tasks`), and not answerable as a bare label.
-    assert "output.shape: 'label_rationale' is single-label; multi_label tasks use 'labels'" in spec_error(
-        "label_rationale", task="multi_label")
+    assert "output.shape: 'toy_rationale' is single-label; multi_label tasks use 'labels'" in spec_error(
+        "toy_rationale", task="multi_label")
     assert ("output.mode: prompt 'p': mode 'text' answers a bare label, which fits output.shape "
-            "'label' or 'labels', not 'label_rationale'") in spec_error("label_rationale", mode="text")
+            "'label' or 'labels', not 'toy_rationale'") in spec_error("toy_rationale", mode="text")
 
 
 def test_a_text_mode_shape_joins_the_text_mode_message(registry):
