@@ -397,7 +397,9 @@ def test_each_kind_is_a_registered_class_with_its_own_options():
 
     assert list(KINDS) == sorted(KINDS) and {"tfidf_logreg", "hf_classifier"} <= set(KINDS)
     assert KINDS["tfidf_logreg"] is TfidfLogReg and KINDS["hf_classifier"] is HFClassifier
-    assert TRAINABLE == {"tfidf_logreg", "embedding_logreg", "embedding_centroid"}
+    assert TRAINABLE == {kind for kind, cls in KINDS.items() if cls.trainable}
+    assert {"tfidf_logreg", "embedding_logreg", "embedding_centroid"} <= TRAINABLE
+    assert not {"embedding_zero_shot", "hf_classifier", "nli_zero_shot"} & TRAINABLE
     assert "ngram_range" in TfidfLogReg.model_fields and "ngram_range" not in HFClassifier.model_fields
     spec = parse_spec(SPEC_HEAD + "  - {kind: hf_classifier, model: m, max_length: 64}\n", "s.yaml")
     assert type(spec.baselines[0]) is HFClassifier and spec.baselines[0].max_length == 64
