@@ -519,8 +519,8 @@ def miss_lines(misses: list[dict], shown: int = 5) -> list[str]:
 
 def miss_summary(misses: list[dict], source: str, *, total: int | None = None, run_dir: Path | None = None) -> str:
     """The replay-miss error: what is missing per model × prompt and what to do."""
-    of = f" of {total}" if total is not None else ""
-    lines = [f"replay: {len(misses)}{of} request(s) have no stored response in {source}; no model was called."]
+    of = f" (of {total} planned)" if total is not None else ""
+    lines = [f"replay: {len(misses)} request(s) have no stored response in {source}{of}; no model was called."]
     lines += miss_lines(misses)
     where = f"The run folder {run_dir} is marked incomplete. " if run_dir is not None else ""
     lines.append(

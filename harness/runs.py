@@ -246,3 +246,41 @@ def spec_of_run(data: RunData):
     if spec_path:
         spec._path = Path(spec_path)
     return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# What a run's `run` part says about itself (console, report.md, step summary)
+
+
+def throttle_notes(run: dict) -> list[str]:
+    """One line per model the provider throttled (429s), from run.requests[*].scheduling."""
+    notes = []
+    for model, counts in (run.get("requests") or {}).items():
+        sched = (counts or {}).get("scheduling") if isinstance(counts, dict) else None
+        if not isinstance(sched, dict) or not sched.get("throttled"):
+            continue
+        notes.append(
+            f"{model} was throttled: {sched['throttled']} response(s) 429, {float(sched.get('waited_s') or 0):.0f} s "
+            f"waited, concurrency lowered to {sched.get('lowest_limit')} of {sched.get('maximum')}"
+        )
+    return notes
+
+
+def status_markdown(run: dict) -> list[str]:
+    """The status section of report.md and of the GitHub step summary."""
+    status = run.get("status")
+    if status is None:
+        return []
+    lines = [f"**Status:** {status}", ""]
+    for reason in run.get("status_reasons") or []:
+        lines.append(f"- {reason}")
+    for warning in run.get("status_warnings") or []:
+        lines.append(f"- warning: {warning}")
+    for note in throttle_notes(run):
+        lines.append(f"- {note}")
+    if len(lines) > 2:
+        lines.append("")
+    if status != "complete":
+        lines += ["The figures below do not describe the planned run: they are not a result to compare "
+                  "with (`compare`, `check` and `curve` refuse this run unless `--allow-incomplete`).", ""]
+    return lines

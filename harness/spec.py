@@ -286,6 +286,15 @@ class CacheSettings(_Strict):
     )
 
 
+class RunSettings(_Strict):
+    max_error_share: float = Field(
+        0.05, ge=0, le=1,
+        description="A model whose share of api_error answers is above this makes the run incomplete "
+        "(exit 4). `harness eval --max-error-share` overrides it.",
+    )
+    strict: bool = Field(False, description="A model skipped for a missing key makes the run incomplete (exit 4).")
+
+
 class Spec(_Strict):
     name: Name
     description: str = ""
@@ -298,6 +307,7 @@ class Spec(_Strict):
     baselines: list[Baseline] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    run: RunSettings = Field(default_factory=RunSettings)
 
     _path: Path | None = PrivateAttr(None)
 

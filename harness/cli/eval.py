@@ -38,6 +38,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-models", action="store_true", help="run only the baselines (no LLM is called)")
     p.add_argument("--run-baseline", action="append", metavar="NAME",
                    help="run only this baseline of the spec (name or kind; repeatable)")
+    p.add_argument("--max-error-share", type=float, metavar="SHARE",
+                   help="a model with more than this share of api_error answers makes the run incomplete, "
+                   "exit 4 (default: the spec's run.max_error_share, 0.05)")
+    p.add_argument("--strict", action="store_true",
+                   help="a model skipped for a missing API key makes the run incomplete (exit 4), not a warning")
     p.set_defaults(func=run)
     return p
 
@@ -95,7 +100,26 @@ def report_cache(cache, outcome, err) -> None:
         raise CacheMissError(miss_summary(outcome.cache_misses, d["source"], run_dir=outcome.run_dir))
 
 
+def _summary(markdown: list[str]) -> None:
+    from harness.checks import write_step_summary
+
+    write_step_summary("\n".join(markdown))
+
+
 def run(args: argparse.Namespace) -> int:
+    """The eval command; every exit (bad input excepted) writes the GitHub step summary."""
+    from harness.errors import CacheMissError
+
+    if args.max_error_share is not None and not 0 <= args.max_error_share <= 1:
+        raise HarnessError(f"--max-error-share {args.max_error_share}: expected a share between 0 and 1 (e.g. 0.05)")
+    try:
+        return _run(args)
+    except CacheMissError as exc:
+        _summary([f"## harness eval {args.spec}: replay misses (exit 3)", "", "```", str(exc), "```", ""])
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     from harness.report import console_table
     from harness.runner import parse_model_flag, run_eval
     from harness.spec import load_spec
@@ -128,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
                     progress=progress,
                     log=lambda message: err.print(f"[yellow]{message}[/]"),
                     baselines=selected_baselines(args, spec),
+                    max_error_share=args.max_error_share,
+                    strict=args.strict or None,
                 )
             )
     finally:
@@ -142,9 +168,25 @@ def run(args: argparse.Namespace) -> int:
     for stopped in outcome.run.get("stopped", []):
         out.print(f"stopped {stopped['model']} ({stopped['not_sent']} requests not sent): {stopped['reason']}",
                   markup=False)
+    from harness.runs import status_markdown, throttle_notes
+
+    for note in throttle_notes(outcome.run):
+        out.print(f"[yellow]{note}[/]")
+    for warning in outcome.run.get("status_warnings", []):
+        out.print(f"warning: {warning}", markup=False)
     out.print(f"run folder: {outcome.run_dir}  ({outcome.run['wall_s']:.1f}s)")
     if cache is not None:
         report_cache(cache, outcome, err)
+    heading = f"## harness eval {spec.name}: {outcome.run['status']}"
+    if not outcome.complete:
+        out.print(f"[bold red]status: INCOMPLETE[/] — these figures are not a result (exit 4):")
+        for reason in outcome.run["status_reasons"]:
+            out.print(f"  - {reason}", markup=False)
+        if args.check:
+            out.print("checks not run: the run is incomplete", markup=False)
+        _summary([heading + " (exit 4)", "", *status_markdown(outcome.run)])
+        return 4
+    _summary([heading, "", *status_markdown(outcome.run)])
     if args.check:
         return run_checks(spec.checks, outcome.metrics, args.reference, f"checks: {spec.name}", out)
     return 0
