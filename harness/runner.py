@@ -58,10 +58,30 @@ class PreparedPrompt:
     response_format: dict | None
 
 
+def check_models(spec: Spec) -> None:
+    """Each spec model's provider name and options, checked by the provider itself, the error
+    pointing at the spec line (`file:line: models[0].options.x: ...`)."""
+    for i, model in enumerate(spec.models):
+        try:
+            cls = get_provider_class(model.provider)
+        except HarnessError as exc:
+            raise spec.error_at(("models", i, "provider"), str(exc)) from None
+        try:
+            cls(model)
+        except HarnessError as exc:
+            message = str(exc).removeprefix(f"model {model.id}: ")
+            option = next((key for key in model.options if message.startswith(f"options.{key}:")), None)
+            loc = ("models", i, "options", option) if option else ("models", i)
+            if option:
+                message = message.removeprefix(f"options.{option}: ")
+            raise spec.error_at(loc, message) from None
+
+
 class Prepared:
     """A spec made ready to run: data loaded, templates compiled, the answer contract built."""
 
     def __init__(self, spec: Spec, *, limit: int | None = None, prompt_names: list[str] | None = None):
+        check_models(spec)
         self.spec = spec
         self.contract = AnswerContract(spec)
         self.prompts = [

@@ -15,7 +15,6 @@ words (exactly one label named); anything else is `schema_error` (an answer outs
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from dataclasses import dataclass
@@ -81,14 +80,9 @@ class AnswerContract:
             )
         if self.shape == "score":
             return create_model("Answer", __config__=config, score=(float, Field(ge=0, le=1)))
-        module_name, _, class_name = self.shape.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as exc:
-            raise HarnessError(
-                f"output.shape: cannot import {self.shape!r}: {exc}; give `module:Class` of a "
-                "Pydantic model importable from the working directory"
-            ) from None
+        from harness.spec import import_output_class  # next to the spec, the working directory, installed
+
+        cls = import_output_class(self.spec, self.shape)
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
             raise HarnessError(f"output.shape: {self.shape!r} is not a Pydantic model class")
         wanted = "labels" if self.multi else "label"
