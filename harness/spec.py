@@ -677,4 +677,4 @@ def import_output_class(spec: Spec, import_path: str) -> Any:
     try:
         return getattr(module, class_name)
     except AttributeError:
-        raise HarnessError(f"{where}: module {module_name!r} has no {class_name!r}") from None
+        raise HarnessError(f"{where}: cannot import {import_path!r}: module {module_name!r} has no {class_name!r}") from None
