@@ -137,6 +137,7 @@ def run_curve(
     out_dir: Path | None = None,
     log: Callable[[str], None] = lambda message: None,
     allow_incomplete: bool = False,
+    progress: Any = None,
 ) -> CurveResult:
     from harness.baselines import TRAINABLE, select_baselines
     from harness.baselines.base import BaselineModel
@@ -172,7 +173,7 @@ def run_curve(
     if not usable:
         raise HarnessError(f"--sizes: every size is above the train split's {len(train)} rows")
 
-    pool = EmbedderPool(cache=EmbeddingCache())
+    pool = EmbedderPool(cache=EmbeddingCache(), progress=progress)
     points: list[dict] = []
     try:
         for config in configs:
@@ -185,6 +186,7 @@ def run_curve(
             if config.kind != "tfidf_logreg":  # embed every text once, up front (cached on disk)
                 log(f"{config.id}: embedding {len(train) + len(evaluated)} texts (cached on disk after the first time)")
                 model.embedder.encode([e.text for e in train] + [e.text for e in evaluated])
+            advance = progress.step(f"curve {config.id}", len(usable) * repeats) if progress is not None else None
             for size in usable:
                 for repeat in range(repeats):
                     subset = stratified_sample(train, size, repeat, spec.label_names)
@@ -196,6 +198,8 @@ def run_curve(
                         "accuracy": figures["accuracy"], "macro_f1": figures["macro_f1"],
                         "fit_s": fitted.fit_s, "predict_s": round(predict_s, 4),
                     })
+                    if advance is not None:
+                        advance(1)
                 summary = _summarise([p for p in points if p["baseline"] == config.id and p["size"] == size], metric)
                 log(f"{config.id}: {size} labels -> {metric} {summary['mean']:.3f} ± {summary['std']:.3f}")
     finally:

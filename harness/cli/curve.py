@@ -22,6 +22,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="only this trainable baseline (name or kind; repeatable)")
     p.add_argument("--limit", type=int, help="evaluate this many examples when there is no run to follow")
     p.add_argument("--out", help="output folder (default runs/SPEC/curve-TIMESTAMP)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     add_allow_incomplete(p)
     p.set_defaults(func=run)
     return p
@@ -33,13 +34,16 @@ def run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     out_dir = out_folder(args.out)
+    from harness.cli._progress import Progress
+
     err = console(stderr=True)
-    result = run_curve(
-        spec, sizes=parse_sizes(args.sizes), repeats=args.repeats, run=args.run, metric=args.metric,
-        baseline_names=args.run_baseline, limit=args.limit, out_dir=out_dir,
-        log=lambda message: err.print(message, markup=False, highlight=False),
-        allow_incomplete=args.allow_incomplete,
-    )
+    with Progress(enabled=not args.quiet) as progress:
+        result = run_curve(
+            spec, sizes=parse_sizes(args.sizes), repeats=args.repeats, run=args.run, metric=args.metric,
+            baseline_names=args.run_baseline, limit=args.limit, out_dir=out_dir,
+            log=lambda message: err.print(message, markup=False, highlight=False),
+            allow_incomplete=args.allow_incomplete, progress=progress,
+        )
     out = console()
     out.print(curve_table(result, spec.name))
     for line in worth_lines(result):
