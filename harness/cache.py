@@ -150,7 +150,19 @@ def read_fixture(path: Path) -> Iterator[tuple[int, dict]]:
     except OSError as exc:
         raise HarnessError(f"{path}: cannot read the fixture: {exc}") from None
     with handle:
-        for number, line in enumerate(handle, 1):
+        number = 0
+        lines = iter(handle)
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                break
+            except UnicodeDecodeError as exc:
+                raise HarnessError(
+                    f"{path}:{number + 1}: the fixture is not UTF-8 ({exc.reason}); record it again with "
+                    f"`harness cache export`"
+                ) from None
+            number += 1
             if not line.strip():
                 continue
             try:

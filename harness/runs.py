@@ -200,9 +200,13 @@ def read_run_predictions(path: Path) -> list[Prediction]:
 
 
 def load_run(argument: str | Path, runs_root: Path = RUNS_ROOT, allow_incomplete: bool = True) -> RunData:
-    run_dir = resolve_run_dir(argument, runs_root, allow_incomplete=allow_incomplete)
+    # Resolved first without the status check: a damaged metrics.json is named as such below,
+    # not reported as an "incomplete" run.
+    run_dir = _resolve(argument, runs_root, allow_incomplete)
     path = run_dir / "metrics.json"
     run, results = validate_metrics(_read_json(path), path)
+    if not allow_incomplete:
+        _refuse_incomplete(run_dir, argument)
     resolved_path = run_dir / "spec.resolved.json"
     resolved = _read_json(resolved_path) if resolved_path.is_file() else None
     if resolved is not None and not isinstance(resolved, dict):
