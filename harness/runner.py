@@ -360,7 +360,7 @@ def decide_status(
     if not predictions or (not ran_models and not ran_baselines):
         reasons.append("nothing ran: every model and baseline was skipped")
     per_model: dict[str, list[int]] = {}
-    llm_ids = {r.model for r in ran_models}
+    llm_ids = {r.model for r in ran_models if not r.stopped}  # a stopped model is reported once, above
     for p in predictions:
         if p.model in llm_ids:
             counts = per_model.setdefault(p.model, [0, 0])
