@@ -161,3 +161,44 @@ def test_baseline_flag_is_a_deprecated_alias_of_reference(tmp_path, capsys, monk
     assert args.reference == "runs/y"
     assert "--baseline RUN is deprecated; use --reference RUN" in capsys.readouterr().err
     assert build_parser().parse_args(["check", "runs/x", "--reference", "runs/z"]).reference == "runs/z"
+
+
+def test_throttling_is_printed_and_reported_and_plain_progress_lines_reach_a_log(here):
+    """stderr is a pipe here (as in CI): progress comes as plain lines, and 429s are visible."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("harness")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "harness.cli"]
+    with OpenAIStub(capacity=1, retry_after_s=0.05, latency_s=0.05) as stub:
+        spec = write_spec(here, stub.base_url, max_retries=8)
+        spec.write_text(spec.read_text().replace("max_retries: 8", "max_retries: 8, concurrency: 4"))
+        result = subprocess.run([*command, "eval", str(spec), "--no-baselines", "--out", "r1", "--cache", "off"],
+                                cwd=here, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "GITHUB_STEP_SUMMARY": str(here / "summary.md")})
+        throttled = stub.throttled
+    assert result.returncode == 0, result.stderr
+    assert throttled > 0
+    assert "openai:stub-model: 4/4 (100%)" in result.stderr  # the plain progress line
+    assert "openai:stub-model was throttled:" in result.stdout
+    assert "was throttled" in (here / "r1" / "report.md").read_text()
+
+
+def test_small_truths_mcnemar_pricing_and_coverage_minimum():
+    from harness.compare import mcnemar_exact, p_text
+    from harness.coverage import coverage_curve
+    from harness.pricing import price_for
+    from harness.records import Prediction
+    from harness.spec import Model
+
+    assert p_text(float(f"{mcnemar_exact(150, 0):.6g}")) == "p = 1.4e-45"
+    assert p_text(mcnemar_exact(3000, 0)) == "p < 1e-300"
+    assert p_text(0.03125) == "p = 0.03125"
+    assert price_for(Model(provider="openai", model="gpt-4o-mini")) is not None
+    assert price_for(Model(provider="openai", model="gpt-4o-mini", base_url="http://127.0.0.1:8080/v1")) is None
+    # one confident right answer among 100 is not a "90% accuracy" threshold
+    preds = [Prediction("t:0", "m", "p", "a", "a", "valid", confidence=0.99)] + [
+        Prediction(f"t:{i}", "m", "p", "a", "b", "valid", confidence=0.5) for i in range(1, 100)]
+    curve = coverage_curve(preds)
+    assert curve["at_target"] is None and curve["min_answered"] == 10
