@@ -54,3 +54,32 @@ def atomic_write_text(path: Path | str, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def import_object(import_path: str, folders: list[Path], where: str):
+    """`module:Object`, the module looked up on the normal import path, then in `folders` (the
+    spec's folder, the working directory), so a user's module needs no PYTHONPATH=. An error
+    while importing is the user's: one line naming the module, never a traceback."""
+    import importlib
+    import sys
+
+    module_name, _, name = import_path.partition(":")
+    added = [str(p) for p in dict.fromkeys(folders) if str(p) not in sys.path]
+    sys.path[len(sys.path):] = added  # appended: never shadows an installed module
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise HarnessError(
+            f"{where}: cannot import {import_path!r}: {exc}; give `module:Class` of a Pydantic model in a "
+            f"module next to the spec, in the working directory or installed"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - the module itself failed while importing
+        raise HarnessError(f"{where}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        for p in added:
+            if p in sys.path:
+                sys.path.remove(p)
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise HarnessError(f"{where}: cannot import {import_path!r}: module {module_name!r} has no {name!r}") from None
