@@ -202,3 +202,30 @@ def test_small_truths_mcnemar_pricing_and_coverage_minimum():
         Prediction(f"t:{i}", "m", "p", "a", "b", "valid", confidence=0.5) for i in range(1, 100)]
     curve = coverage_curve(preds)
     assert curve["at_target"] is None and curve["min_answered"] == 10
+
+
+def test_sigterm_mid_run_writes_an_incomplete_run_and_exits_130(here):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("harness")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "harness.cli"]
+    rows = [(f"good film {i}", "positive") for i in range(40)]
+    with OpenAIStub(latency_s=0.2) as stub:
+        spec = write_spec(here, stub.base_url)
+        (here / "test.jsonl").write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+        spec.write_text(spec.read_text().replace("max_retries: 0", "max_retries: 0, concurrency: 1"))
+        child = subprocess.Popen([*command, "eval", str(spec), "--no-baselines", "--quiet", "--cache", "off"],
+                                 cwd=here, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while stub.answered < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    run_dir = next(p for p in (here / "runs" / "codes").iterdir() if not p.is_symlink())
+    run_part = metrics_run(run_dir)
+    assert run_part["status"] == "incomplete" and any("interrupted" in r for r in run_part["status_reasons"])
+    assert not (here / "runs" / "codes" / "latest").exists()
