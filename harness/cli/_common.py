@@ -13,9 +13,9 @@ from harness.errors import HarnessError
 def console(stderr: bool = False):
     from rich.console import Console
 
-    out = Console(stderr=stderr, highlight=False)
+    out = Console(stderr=stderr, highlight=False, emoji=False)
     if not out.is_terminal:  # CI logs and pipes: wide enough that tables never truncate
-        out = Console(stderr=stderr, highlight=False, width=200)
+        out = Console(stderr=stderr, highlight=False, emoji=False, width=200)
     return out
 
 
