@@ -27,11 +27,20 @@ from harness.metrics.row import HEADLINE
 from harness.records import Prediction
 from harness.runs import RunData, spec_of_run
 
-__all__ = ["HEADLINE", "mcnemar_exact", "paired_bootstrap", "compare_runs", "print_comparison"]
+__all__ = ["HEADLINE", "mcnemar_exact", "p_text", "paired_bootstrap", "compare_runs", "print_comparison"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Statistics (the kernel's figures on both runs' encodings, over the same resample weights)
+
+
+def p_text(p: float) -> str:
+    """`p = 0.0312`, `p = 1.4e-45`, or `p < 1e-300` when the value underflows a float."""
+    if p <= 0:
+        return "p < 1e-300"
+    if p < 1e-4:
+        return f"p = {p:.2g}"
+    return f"p = {p:.4g}"
 
 
 def paired_bootstrap(a: Encoding, b: Encoding, *, resamples: int = 2000, seed: int = 0) -> dict:
@@ -193,7 +202,8 @@ def compare_runs(a: RunData, b: RunData, *, resamples: int = 2000, seed: int = 0
                 comparison.right_to_wrong.append(_flip(i, pa, pb, texts))
             else:
                 comparison.wrong_to_right.append(_flip(i, pa, pb, texts))
-        comparison.mcnemar_p = round(mcnemar_exact(len(comparison.right_to_wrong), len(comparison.wrong_to_right)), 6)
+        # six significant digits, not six decimals: 150 vs 0 flips is p ≈ 1.4e-45, not 0
+        comparison.mcnemar_p = float(f"{mcnemar_exact(len(comparison.right_to_wrong), len(comparison.wrong_to_right)):.6g}")
         comparison.bootstrap = paired_bootstrap(enc_a, enc_b, resamples=resamples, seed=seed)
         pairs.append(comparison)
     if not shared:
@@ -259,7 +269,7 @@ def print_comparison(comparison: Comparison, console, *, show: int = 10, width: 
         if boot.get("accuracy_delta") is not None:
             console.print(
                 f"accuracy Δ {_signed_pts(boot['accuracy_delta'])}, 95% CI [{_signed_pts(boot['accuracy_ci'][0])}, "
-                f"{_signed_pts(boot['accuracy_ci'][1])}]; exact McNemar p = {pair.mcnemar_p:.4g}"
+                f"{_signed_pts(boot['accuracy_ci'][1])}]; exact McNemar {p_text(pair.mcnemar_p)}"
             )
             console.print(
                 f"macro F1 Δ {_signed_f1(boot['macro_f1_delta'])}, 95% CI [{_signed_f1(boot['macro_f1_ci'][0])}, "

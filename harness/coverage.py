@@ -14,6 +14,7 @@ answers carry no confidence gets no curve, with the reason, instead of made-up n
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 import numpy as np
@@ -22,6 +23,9 @@ from harness.metrics.kernel import Encoding, rounded
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_TARGET = 0.9
+
+
+MIN_ANSWERED = 30
 
 
 def coverage_curve(
@@ -59,15 +63,19 @@ def coverage_curve(
     points = [at(0.0)] + [at(float(t)) for t in thresholds]
 
     # Walk down the distinct confidences (ties are answered together); the lowest cut whose
-    # answered set is accurate enough gives the most coverage at the target.
+    # answered set is accurate enough gives the most coverage at the target. A cut answering fewer
+    # than `min_answered` examples is not evidence (one right answer is "100% accurate"): 30, or
+    # 10% of the examples if fewer.
+    min_answered = max(1, min(MIN_ANSWERED, math.ceil(0.1 * n)))
     best = None
     last_of_tie = np.flatnonzero(np.append(confidence[1:] != confidence[:-1], True))
     for i in last_of_tie:
         answered = int(i) + 1
-        if right[i] / answered >= target:
+        if answered >= min_answered and right[i] / answered >= target:
             best = {"threshold": rounded(confidence[i]), "answered": answered,
                     "coverage": rounded(answered / n), "accuracy": rounded(right[i] / answered)}
-    return {"available": True, "n": n, "target_accuracy": target, "points": points, "at_target": best}
+    return {"available": True, "n": n, "target_accuracy": target, "points": points, "at_target": best,
+            "min_answered": min_answered}
 
 
 def coverage_markdown(metrics: list[dict]) -> list[str]:

@@ -135,6 +135,7 @@ class CoveragePart(_Part):
     target_accuracy: float | None = None
     points: list[CoveragePoint] | None = None
     at_target: CoveragePoint | None = None
+    min_answered: int | None = Field(None, description="Fewest answered examples a cut needs to count for at_target.")
 
 
 class CalibrationBin(_Part):
