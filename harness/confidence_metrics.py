@@ -56,10 +56,12 @@ def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 
     correct = np.asarray(correct, dtype=float)
     out = []
     for b, idx in enumerate(_bin_indices(confidence, n_bins, False)):
+        if not len(idx):
+            continue  # empty bins are left out (the contract's bins hold numbers)
         out.append({
             "lo": round(b / n_bins, 6), "hi": round((b + 1) / n_bins, 6), "n": int(len(idx)),
-            "confidence": round(float(confidence[idx].mean()), 6) if len(idx) else None,
-            "accuracy": round(float(correct[idx].mean()), 6) if len(idx) else None,
+            "confidence": round(float(confidence[idx].mean()), 6),
+            "accuracy": round(float(correct[idx].mean()), 6),
         })
     return out
 

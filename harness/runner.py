@@ -439,11 +439,14 @@ def check_answer_methods(prepared: Prepared, model: Model, provider: Provider) -
             )
 
 
-def add_likelihood_figures(metrics: list[dict], predictions: list[Prediction], results: list, spec: Spec) -> None:
+def add_likelihood_figures(rows: list, predictions: list[Prediction], results: list, spec: Spec) -> list:
     """Per row: the answer method, the fitted calibration, the label mass and (for every row with
     probabilities, baselines included) the confidence figures (harness.confidence_metrics)."""
     from harness.confidence_metrics import add_calibration_figures
+    from harness.metrics.row import MetricsRow
     from harness.records import group_predictions
+
+    metrics = [row.to_wire() for row in rows]
 
     methods = {p.name: p.answer for p in spec.prompts}
     fits = {(r.model, name): fit for r in results for name, fit in r.calibration.items()}
@@ -459,6 +462,7 @@ def add_likelihood_figures(metrics: list[dict], predictions: list[Prediction], r
         if key in fits:
             m["calibration_fit"] = fits[key]
     add_calibration_figures(metrics, predictions, spec.label_names, spec.task)
+    return [MetricsRow.model_validate(m) for m in metrics]
 
 
 async def _pool(items: list, fn: Callable[[Any], Any], concurrency: int) -> None:
@@ -683,16 +687,8 @@ async def run_eval(
 
     predictions = read_predictions(run_dir / "predictions.jsonl")
     walls = {(r.model, p): w for r in results for p, w in r.wall_s.items()}
-<<<<<<< HEAD
-    for m in metrics:
-        m["wall_s"] = walls.get((m["model"], m["prompt"]))
-    add_baseline_figures(metrics, baseline_results)
-    add_likelihood_figures(metrics, predictions, results, spec)
-    add_coverage(metrics, predictions)
-    add_intervals(metrics, predictions, spec.label_names, spec.task)
-=======
     rows = build_rows(predictions, spec.label_names, spec.task, models=selected, walls=walls, baselines=baseline_results)
->>>>>>> main
+    rows = add_likelihood_figures(rows, predictions, results, spec)
     run = {
         "spec": spec.name,
         "spec_path": str(spec.path) if spec.path else None,
