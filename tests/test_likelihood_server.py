@@ -40,7 +40,7 @@ def test_label_likelihood_and_calibration_against_llama_server(tmp_path):
     path.write_text(yaml.safe_dump(spec))
     try:
         cache = tmp_path / "cache"
-        done = harness(["eval", str(path), "--no-baselines", "--quiet", "--cache", "write", "--cache-dir", str(cache),
+        done = harness(["eval", str(path), "--no-baselines", "--quiet", "--cache", "rw", "--cache-dir", str(cache),
                         "--out", str(tmp_path / "run")], tmp_path)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         records = [json.loads(l) for l in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
