@@ -52,6 +52,12 @@ class Prediction:
     cached: bool = False  # answered from the response cache
     # server-side seconds some providers report with usage (Groq: queue_time, prompt_time, ...)
     server_timing: dict[str, float] | None = None
+    # answer: label_likelihood (harness.likelihood): every label's probability (calibrated when
+    # the prompt calibrates), the mass the labels got before renormalising, and the probabilities
+    # before calibration
+    label_probs: dict[str, float] | None = None
+    label_mass: float | None = None
+    label_probs_uncalibrated: dict[str, float] | None = None
 
     def to_json(self) -> str:
         # Field by field: dataclasses.asdict deep-copies every value, which was a fifth of a cached
