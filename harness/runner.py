@@ -18,16 +18,20 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from harness.data import Split, draw_shots, load_eval_split, load_split
 from harness.errors import HarnessError
+from harness.keys import cache_key, cache_material
 from harness.prompt import PromptRenderer
 from harness.confidence import label_confidence
 from harness.records import Example, Prediction
 from harness.spec import Model, Prompt, Spec
 from harness.validate import AnswerContract
 from providers import ChatRequest, ChatResponse, Provider, get_provider_class
+
+if TYPE_CHECKING:
+    from harness.cache import ResponseCache
 
 
 def parse_model_flag(value: str, template: Model | None = None) -> Model:
@@ -101,9 +105,27 @@ def request_body(prepared: Prepared, pp: PreparedPrompt, example: Example, model
     return provider.build_body(request)
 
 
-def cache_material(provider: Provider, body: dict) -> dict:
-    """What the response cache keys on: everything that decides the answer, nothing else."""
-    return {"provider": provider.name, "endpoint": provider.endpoint(), "body": body}
+def planned_requests(
+    spec: Spec,
+    *,
+    limit: int | None = None,
+    prompt_names: list[str] | None = None,
+    models: list[Model] | None = None,
+) -> list[dict]:
+    """Every request `harness eval` would send for this spec, built by the runner's own code (for
+    `cache export --spec` and the benchmark): [{"model", "prompt", "example_id", "material", "key"}]."""
+    prepared = Prepared(spec, limit=limit, prompt_names=prompt_names)
+    out = []
+    for model in models or spec.models:
+        provider = get_provider_class(model.provider)(model)
+        for pp in prepared.prompts:
+            for example in prepared.eval.examples:
+                material = cache_material(provider, request_body(prepared, pp, example, model, provider))
+                out.append({
+                    "model": model.id, "prompt": pp.prompt.name, "example_id": example.id,
+                    "material": material, "key": cache_key(material),
+                })
+    return out
 
 
 @dataclass
@@ -123,6 +145,8 @@ class ModelResult:
 
 # A response of these kinds means every further request to the model fails the same way.
 FATAL_ERROR_KINDS = frozenset({"auth", "not_found"})
+# ... and so does this one when no request to the model has reached its server yet.
+UNREACHABLE = "unreachable"
 # Server-side timings some providers report in usage (Groq), kept on each prediction.
 SERVER_TIMING = ("queue_time", "prompt_time", "completion_time", "total_time")
 
@@ -149,7 +173,7 @@ async def run_model(
     provider: Provider,
     writer: PredictionWriter,
     *,
-    cache: Any = None,
+    cache: "ResponseCache | None" = None,
     on_result: Callable[[Prediction], None] | None = None,
 ) -> ModelResult:
     """Run every selected prompt over every example for one model. The provider starts lazily, on
@@ -158,6 +182,7 @@ async def run_model(
     started = False
     start_lock = asyncio.Lock()
     fatal: list[str] = []  # set once a response shows the model cannot work (e.g. a 401)
+    reached = False  # some request got an answer from the server (even an error status)
 
     async def ensure_started() -> None:
         nonlocal started
@@ -167,6 +192,7 @@ async def run_model(
                 started = True
 
     async def answer(body: dict) -> tuple[ChatResponse, bool]:
+        nonlocal reached
         material = cache_material(provider, body)
         if cache is not None:
             hit = await cache.lookup(material)
@@ -183,9 +209,16 @@ async def run_model(
             result.not_sent += 1
         else:
             result.requests_sent += 1
-        if response.error_kind in FATAL_ERROR_KINDS:
+        stops = response.error_kind in FATAL_ERROR_KINDS or (
+            # the first requests could not even connect (refused, DNS, TLS), retries included:
+            # the rest would fail the same way, slowly, so the model stops here
+            response.error_kind == UNREACHABLE and not reached
+        )
+        if stops:
             fatal.append(response.error)
-        elif cache is not None:
+        elif response.error_kind not in (UNREACHABLE, "skipped"):
+            reached = True
+        if cache is not None and not stops:
             await cache.store(material, response)
         return response, False
 
@@ -229,7 +262,7 @@ async def run_model(
             on_result(prediction)
 
     try:
-        if getattr(provider, "batch_mode", False):
+        if provider.prefetches:
             # Batch API: every request the cache cannot answer goes into one submission first;
             # the loop below then reads the answers back through the usual cache/validation path.
             pending = []
@@ -240,7 +273,7 @@ async def run_model(
                         pending.append(body)
             if pending:
                 await ensure_started()
-                await provider.run_batch(pending)
+                await provider.prefetch(pending)
         for pp in prepared.prompts:
             queue: asyncio.Queue[Example] = asyncio.Queue()
             for example in prepared.eval.examples:
@@ -266,8 +299,7 @@ async def run_model(
             result.wall_s[pp.prompt.name] = round(time.perf_counter() - t0, 3)
     finally:
         if started:
-            stats = getattr(provider, "scheduling_stats", None)
-            result.scheduling = stats() if stats is not None else None
+            result.scheduling = provider.stats()
             await provider.stop()
         result.stopped = fatal[0] if fatal else None
     return result
@@ -327,7 +359,7 @@ async def run_eval(
     prompt_names: list[str] | None = None,
     models: list[Model] | None = None,
     concurrency: int | None = None,
-    cache: Any = None,
+    cache: "ResponseCache | None" = None,
     progress: Any = None,
     log: Callable[[str], None] = lambda message: None,
     baselines: list | None = None,  # list[spec.Baseline]; None = the spec's, [] = none
@@ -367,7 +399,7 @@ async def run_eval(
             provider = get_provider_class(model.provider)(model)
             reason = provider.missing_requirement()
             # A replay never calls the model, so a missing API key does not matter.
-            if reason and not getattr(cache, "replay", False):
+            if reason and not (cache is not None and cache.replay):
                 log(f"skipping {model.id}: {reason}")
                 results.append(ModelResult(model.id, skipped=reason))
                 continue
@@ -421,7 +453,7 @@ async def run_eval(
         },
         "environment": environment_info(),
     }
-    if cache is not None and hasattr(cache, "describe"):
+    if cache is not None:
         run["cache"] = cache.describe()
     write_run_files(run_dir, run, metrics)
     if out_dir is None:

@@ -146,6 +146,10 @@ class Model(_Strict):
         "built-in table for a few OpenAI/Groq models (may be stale)."
     )
 
+    # Where this model was written (the located spec file and its key path), so errors found later
+    # (provider options) still name the file and line; None for --model flags.
+    _origin: tuple[Any, tuple] | None = PrivateAttr(None)
+
     @property
     def id(self) -> str:
         return self.name or f"{self.provider}:{self.model}"
@@ -425,6 +429,13 @@ class _Located:
             raise SpecError(path, [(None, "", "the file is empty; a spec is a YAML mapping")])
         self.data = self._walk(node, ())
 
+    @classmethod
+    def empty(cls, path: str) -> "_Located":
+        """No file behind it (a model given on the command line): no lines to point at."""
+        located = cls.__new__(cls)
+        located.path, located.lines, located.problems, located.data = path, {}, [], None
+        return located
+
     def _walk(self, node: yaml.Node, path: tuple) -> Any:
         # A key keeps its own line: `dataset:` rather than the first line of its block below.
         self.lines.setdefault(path, node.start_mark.line + 1)
@@ -467,9 +478,9 @@ def _dotted(loc: tuple) -> str:
     return out
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
+def _model_at(loc: tuple, root: type[BaseModel] | None = None) -> type[BaseModel] | None:
     """The spec model class that owns the field at `loc` (for listing allowed fields)."""
-    current: Any = Spec
+    current: Any = root or Spec
     for part in loc[:-1]:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
@@ -502,7 +513,12 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _explain(error: dict, located: _Located) -> tuple[int | None, str, str]:
+def _explain(
+    error: dict, located: _Located, *, root: type[BaseModel] | None = None, prefix: tuple = (),
+    noun: str = "field",
+) -> tuple[int | None, str, str]:
+    """(line, dotted field, message) of one Pydantic error. `root` is the model validated (default
+    Spec) and `prefix` where it sits in the file (e.g. a model's options: models[0].options)."""
     loc = tuple(p for p in error["loc"] if isinstance(p, (int, str)))
     # Pydantic adds union-member tags such as "literal['label',...]" to locs: keep real keys only.
     clean: tuple = ()
@@ -513,14 +529,16 @@ def _explain(error: dict, located: _Located) -> tuple[int | None, str, str]:
     cause = (error.get("ctx") or {}).get("error")
     if kind == "value_error" and isinstance(cause, _At):  # a cross-field check names its field
         clean += cause.loc
+    inner = clean
+    clean = prefix + clean
     line, _ = located.line_of(clean)
     field = _dotted(clean)
     message = error["msg"]
     if kind == "extra_forbidden":
-        owner = _model_at(clean)
+        owner = _model_at(inner, root)
         allowed = sorted(owner.model_fields) if owner else []
         hint = difflib.get_close_matches(str(clean[-1]), allowed, n=1)
-        message = "unknown field"
+        message = f"unknown {noun}"
         if hint:
             message += f"; did you mean {hint[0]!r}?"
         if allowed:
@@ -551,6 +569,8 @@ def parse_spec(text: str, path: str = "<spec>") -> Spec:
         for problem in problems:
             seen.setdefault(problem[1], problem)
         raise SpecError(path, sorted(seen.values(), key=lambda p: (p[0] or 0, p[1]))) from None
+    for i, model in enumerate(spec.models):
+        model._origin = (located, ("models", i))
     return spec
 
 
@@ -573,3 +593,31 @@ def json_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "harness task spec"
     return schema
+
+
+def options_error(model: Model, exc: ValidationError, options: type[BaseModel]) -> SpecError:
+    """A provider's options model rejected `model.options`: the same `file:line: field: message`
+    lines (with did-you-mean and the allowed names) as every other spec mistake. A model from a
+    --model flag has no file: its lines name the model instead."""
+    if model._origin is not None:
+        located, prefix = model._origin
+        path = located.path
+    else:
+        located, prefix, path = _Located.empty(f"model {model.id}"), ("models", 0), f"model {model.id}"
+    prefix = prefix + ("options",)
+    problems = [
+        _explain(e, located, root=options, prefix=prefix, noun=f"option for provider {model.provider!r}")
+        for e in exc.errors(include_url=False)
+    ]
+    if model._origin is None:  # no file: name the field without the made-up models[0]
+        problems = [(None, f.removeprefix("models[0]."), m) for _, f, m in problems]
+    return SpecError(path, problems)
+
+
+def model_error(model: Model, loc: tuple, message: str) -> SpecError:
+    """One problem with a model's field at `loc` (e.g. ("options", "batch")), located like above."""
+    if model._origin is None:
+        return SpecError(f"model {model.id}", [(None, _dotted(loc), message)])
+    located, prefix = model._origin
+    line, _ = located.line_of(prefix + loc)
+    return SpecError(located.path, [(line, _dotted(prefix + loc), message)])
