@@ -386,6 +386,10 @@ class OpenAIProvider(Provider):
         if unreachable:
             message = (f"cannot reach {self.base_url}: {unreachable} — is the server running? "
                        f"check base_url / {self.base_url_env}")
+        elif kind == "connection" and exc.__cause__ is not None:
+            cause = exc.__cause__
+            message = (f"the connection was lost before a complete reply "
+                       f"({type(cause).__name__}: {str(cause)[:160] or 'no detail'})")
         elif status == 429 and error_code(exc) == "insufficient_quota":
             # out of credits: every further request fails the same way, so stop like a bad key
             kind = "auth"
