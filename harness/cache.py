@@ -6,7 +6,8 @@ request goes (for a launched llama-server: the model file's name and size, since
 every run) and the exact JSON body (served model name, rendered messages, decoding params, seed,
 response format and schema, extra_body). Timeouts, retries, concurrency, API keys and headers are
 not in the body, so they never change a key. Bump KEY_VERSION when the meaning of a stored response
-changes (e.g. how bodies are built).
+changes (e.g. how bodies are built). The key itself lives in `harness.keys` (shared with the Batch
+API's `custom_id`); the requests a spec makes are listed by `harness.runner.planned_requests`.
 
 Each entry stores its key material next to the response. A hit is served only when the stored
 material equals the request's; otherwise it is a miss and is reported (`mismatches`), so one model's

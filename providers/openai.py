@@ -45,10 +45,11 @@ from providers.base import ChatRequest, ChatResponse, Provider, ProviderOptions
 from providers.batch import BatchJob, custom_id
 from providers.scheduling import Attempt, RetryPolicy, Scheduler, limiter_for
 from providers.wire import (  # noqa: F401 - redact, describe_error, notice, read_completion: public here too
-    STATUS_KIND, completion_problem, connect_failure, describe_error, error_code, notice, read_completion, redact,
+    STATUS_KIND, connect_failure, describe_error, error_code, notice, read_completion, redact,
 )
 
 OPENAI_URL = "https://api.openai.com/v1"
+CONNECT_TIMEOUT_S = 10.0  # TCP + TLS setup; a reply may take up to the model's timeout_s
 
 # Value constraints left out of hosted strict schemas (validated locally instead).
 SCHEMA_CONSTRAINTS = frozenset({
@@ -294,7 +295,10 @@ class OpenAIProvider(Provider):
         kwargs = {
             "api_key": self.api_key or "EMPTY",  # the SDK refuses an empty key, local servers need none
             "base_url": self.base_url,
-            "timeout": self.model.timeout_s,
+            # a host that drops packets must not hold each attempt for the whole timeout_s
+            "timeout": __import__(self.sdk).Timeout(
+                self.model.timeout_s, connect=min(CONNECT_TIMEOUT_S, self.model.timeout_s)
+            ),
             "max_retries": 0,  # the scheduler retries; SDK retries would multiply them
         }
         factory = type(self).http_client_factory
@@ -374,7 +378,8 @@ class OpenAIProvider(Provider):
         headers = dict(exc.response.headers) if getattr(exc, "response", None) is not None else {}
         unreachable = None
         if isinstance(exc, sdk.APITimeoutError):
-            kind = "timeout"
+            unreachable = connect_failure(exc)  # only a connect timeout: the host never answered
+            kind = "unreachable" if unreachable else "timeout"
         elif isinstance(exc, sdk.APIConnectionError):
             unreachable = connect_failure(exc)
             kind = "unreachable" if unreachable else "connection"

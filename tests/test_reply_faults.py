@@ -14,11 +14,9 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from harness.cache import ResponseCache
 from harness.records import read_predictions
