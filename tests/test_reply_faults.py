@@ -140,8 +140,13 @@ def test_a_dead_endpoint_stops_the_model_at_once_with_one_line(tmp_path):
     stops = [ln for ln in console.splitlines() if ln.startswith("stopped openai:m")]
     assert len(stops) == 1 and line in stops[0], console  # one line, not one error per example
     assert done.returncode == 4  # a stopped model: the run is incomplete
-    assert elapsed < 10, elapsed  # was 53 s: 30 requests retried five times each
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # Was 53 s: 30 requests tried five times each. Now only the requests in flight are tried, three
+    # times each with sub-second waits: ~3.6 s for the whole command on a quiet 2-core machine, most
+    # of it Python start-up and imports (which a loaded machine stretches, hence the loose bound).
+    scheduling = metrics["run"]["requests"]["openai:m"]["scheduling"]
+    assert scheduling["sent"] <= 4 * 3 and scheduling["waited_s"] == 0
+    assert elapsed < 30, elapsed
     [stopped] = metrics["run"]["stopped"]
     assert line in stopped["reason"]
     sent = metrics["run"]["requests"]["openai:m"]["sent"]
