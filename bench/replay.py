@@ -43,7 +43,8 @@ HEAVY = ("sklearn", "scipy", "openai", "groq", "httpx", "httpx2", "torch", "pand
 def synthesize(fixture: Path, cache_dir: Path) -> int:
     """Write a fixture of plausible answers to every request the spec makes, and import it."""
     sys.path.insert(0, str(ROOT))
-    from harness.cache import import_fixture, make_entry, planned_requests, write_fixture
+    from harness.cache import import_fixture, make_entry, write_fixture
+    from harness.runner import planned_requests
     from harness.spec import load_spec
     from providers.base import ChatResponse
 

@@ -6,7 +6,8 @@ request goes (for a launched llama-server: the model file's name and size, since
 every run) and the exact JSON body (served model name, rendered messages, decoding params, seed,
 response format and schema, extra_body). Timeouts, retries, concurrency, API keys and headers are
 not in the body, so they never change a key. Bump KEY_VERSION when the meaning of a stored response
-changes (e.g. how bodies are built).
+changes (e.g. how bodies are built). The key itself lives in `harness.keys` (shared with the Batch
+API's `custom_id`); the requests a spec makes are listed by `harness.runner.planned_requests`.
 
 Each entry stores its key material next to the response. A hit is served only when the stored
 material equals the request's; otherwise it is a miss and is reported (`mismatches`), so one model's
@@ -44,19 +45,15 @@ reviewable in a pull request.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from harness.errors import HarnessError
+from harness.keys import KEY_VERSION, cache_key, canonical_json
 from providers.base import ChatResponse
 
-if TYPE_CHECKING:
-    from harness.spec import Model, Spec
-
-KEY_VERSION = 1
 MODES = ("rw", "read", "write", "off", "replay")
 CACHE_DIR_ENV = "HARNESS_CACHE_DIR"
 MISS_KIND = "cache_miss"  # ChatResponse.error_kind of a replay miss (the runner records these)
@@ -71,15 +68,6 @@ def default_cache_dir() -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "harness"
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def cache_key(material: dict) -> str:
-    """sha256 hex of the canonical JSON of the key version plus the material."""
-    return hashlib.sha256(canonical_json({"v": KEY_VERSION, **material}).encode("utf-8")).hexdigest()
 
 
 def unstorable(response: ChatResponse) -> str | None:
@@ -477,38 +465,6 @@ def import_fixture(directory: Path, path: Path) -> int:
         return len(entries)
     finally:
         disk.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# The requests a spec makes (for `cache export --spec` and the benchmark)
-
-
-def planned_requests(
-    spec: "Spec",
-    *,
-    limit: int | None = None,
-    prompt_names: list[str] | None = None,
-    models: list["Model"] | None = None,
-) -> list[dict]:
-    """Every request `harness eval` would send for this spec, built by the runner's own code:
-    [{"model", "prompt", "example_id", "material", "key"}]."""
-    from harness.runner import Prepared, cache_material, planned_bodies
-    from providers import get_provider_class
-
-    prepared = Prepared(spec, limit=limit, prompt_names=prompt_names)
-    out = []
-    for model in models or spec.models:
-        provider = get_provider_class(model.provider)(model)
-        for pp in prepared.prompts:
-            # calibration inputs (validation sample, content-free texts) too; label-likelihood
-            # follow-ups for shared first tokens depend on answers and are not planned here
-            for example_id, body in planned_bodies(prepared, pp, model, provider):
-                material = cache_material(provider, body)
-                out.append({
-                    "model": model.id, "prompt": pp.prompt.name, "example_id": example_id,
-                    "material": material, "key": cache_key(material),
-                })
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

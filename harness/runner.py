@@ -18,10 +18,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from harness.data import Split, draw_shots, load_eval_split, load_split
-from harness.errors import HarnessError
+from harness.errors import HarnessError, SpecError
+from harness.keys import cache_key, cache_material
 from harness.prompt import PromptRenderer
 from harness.confidence import label_confidence
 from harness import likelihood as lk
@@ -29,6 +30,9 @@ from harness.records import Example, Prediction
 from harness.spec import Model, Prompt, Spec
 from harness.validate import AnswerContract
 from providers import ChatRequest, ChatResponse, Provider, get_provider_class
+
+if TYPE_CHECKING:
+    from harness.cache import ResponseCache
 
 
 def parse_model_flag(value: str, template: Model | None = None) -> Model:
@@ -69,6 +73,8 @@ def check_models(spec: Spec) -> None:
             raise spec.error_at(("models", i, "provider"), str(exc)) from None
         try:
             cls(model)
+        except SpecError:
+            raise  # located already (provider options: Provider.__init__)
         except HarnessError as exc:
             message = str(exc).removeprefix(f"model {model.id}: ")
             option = next((key for key in model.options if message.startswith(f"options.{key}:")), None)
@@ -172,9 +178,33 @@ def planned_bodies(prepared: Prepared, pp: PreparedPrompt, model: Model, provide
             for e in calibration_examples(prepared, pp) + list(prepared.eval.examples)]
 
 
-def cache_material(provider: Provider, body: dict) -> dict:
-    """What the response cache keys on: everything that decides the answer, nothing else."""
-    return {"provider": provider.name, "endpoint": provider.endpoint(), "body": body}
+def planned_requests(
+    spec: Spec,
+    *,
+    limit: int | None = None,
+    prompt_names: list[str] | None = None,
+    models: list[Model] | None = None,
+) -> list[dict]:
+    """Every request `harness eval` would send for this spec (for `cache export --spec` and the
+    benchmark): [{"model", "prompt", "example_id", "material", "key"}]."""
+    return plan_requests(Prepared(spec, limit=limit, prompt_names=prompt_names), models or spec.models)
+
+
+def plan_requests(prepared: Prepared, models: list[Model]) -> list[dict]:
+    """The requests of a prepared run, built by the runner's own code. Calibration inputs
+    (validation sample, content-free texts) are included; label-likelihood follow-ups for shared
+    first tokens depend on answers and are not planned here."""
+    out = []
+    for model in models:
+        provider = get_provider_class(model.provider)(model)
+        for pp in prepared.prompts:
+            for example_id, body in planned_bodies(prepared, pp, model, provider):
+                material = cache_material(provider, body)
+                out.append({
+                    "model": model.id, "prompt": pp.prompt.name, "example_id": example_id,
+                    "material": material, "key": cache_key(material),
+                })
+    return out
 
 
 @dataclass
@@ -195,6 +225,8 @@ class ModelResult:
 
 # A response of these kinds means every further request to the model fails the same way.
 FATAL_ERROR_KINDS = frozenset({"auth", "not_found"})
+# ... and so does this one when no request to the model has reached its server yet.
+UNREACHABLE = "unreachable"
 # Server-side timings some providers report in usage (Groq), kept on each prediction.
 SERVER_TIMING = ("queue_time", "prompt_time", "completion_time", "total_time")
 
@@ -221,7 +253,7 @@ async def run_model(
     provider: Provider,
     writer: PredictionWriter,
     *,
-    cache: Any = None,
+    cache: "ResponseCache | None" = None,
     on_result: Callable[[Prediction], None] | None = None,
 ) -> ModelResult:
     """Run every selected prompt over every example for one model. The provider starts lazily, on
@@ -230,6 +262,7 @@ async def run_model(
     started = False
     start_lock = asyncio.Lock()
     fatal: list[str] = []  # set once a response shows the model cannot work (e.g. a 401)
+    reached = False  # some request got an answer from the server (even an error status)
 
     async def ensure_started() -> None:
         nonlocal started
@@ -239,6 +272,7 @@ async def run_model(
                 started = True
 
     async def answer(body: dict) -> tuple[ChatResponse, bool]:
+        nonlocal reached
         material = cache_material(provider, body)
         if cache is not None:
             hit = await cache.lookup(material)
@@ -255,9 +289,16 @@ async def run_model(
             result.not_sent += 1
         else:
             result.requests_sent += 1
-        if response.error_kind in FATAL_ERROR_KINDS:
+        stops = response.error_kind in FATAL_ERROR_KINDS or (
+            # the first requests could not even connect (refused, DNS, TLS), retries included:
+            # the rest would fail the same way, slowly, so the model stops here
+            response.error_kind == UNREACHABLE and not reached
+        )
+        if stops:
             fatal.append(response.error)
-        elif cache is not None:
+        elif response.error_kind not in (UNREACHABLE, "skipped"):
+            reached = True
+        if cache is not None and not stops:
             await cache.store(material, response)
         return response, False
 
@@ -401,7 +442,7 @@ async def run_model(
             on_result(prediction)
 
     try:
-        if getattr(provider, "batch_mode", False):
+        if provider.prefetches:
             # Batch API: every request the cache cannot answer goes into one submission first;
             # the loop below then reads the answers back through the usual cache/validation path.
             pending = []
@@ -411,7 +452,7 @@ async def run_model(
                         pending.append(body)
             if pending:
                 await ensure_started()
-                await provider.run_batch(pending)
+                await provider.prefetch(pending)
         for pp in prepared.prompts:
             t0 = time.perf_counter()
             if calibration_examples(prepared, pp):
@@ -420,8 +461,7 @@ async def run_model(
             result.wall_s[pp.prompt.name] = round(time.perf_counter() - t0, 3)
     finally:
         if started:
-            stats = getattr(provider, "scheduling_stats", None)
-            result.scheduling = stats() if stats is not None else None
+            result.scheduling = provider.stats()
             await provider.stop()
         result.stopped = fatal[0] if fatal else None
     return result
@@ -571,19 +611,12 @@ def decide_status(
     return ("incomplete" if reasons else "complete"), reasons, warnings
 
 
-async def replay_precheck(prepared: Prepared, models: list[Model], cache: Any) -> tuple[list[dict], int]:
+async def replay_precheck(prepared: Prepared, models: list[Model], cache: "ResponseCache") -> tuple[list[dict], int]:
     """Every request a replay will make, looked up before any model or baseline work: the misses
     as {"model", "prompt", "example_id"} (empty when the replay can answer everything)."""
-    from harness.cache import cache_key, find_misses
+    from harness.cache import find_misses
 
-    planned = []
-    for model in models:
-        provider = get_provider_class(model.provider)(model)
-        for pp in prepared.prompts:
-            for example in prepared.eval.examples:
-                material = cache_material(provider, request_body(prepared, pp, example, model, provider))
-                planned.append({"model": model.id, "prompt": pp.prompt.name, "example_id": example.id,
-                                "material": material, "key": cache_key(material)})
+    planned = plan_requests(prepared, models)
     return await find_misses(cache, planned), len(planned)
 
 
@@ -610,7 +643,7 @@ async def run_eval(
     prompt_names: list[str] | None = None,
     models: list[Model] | None = None,
     concurrency: int | None = None,
-    cache: Any = None,
+    cache: "ResponseCache | None" = None,
     progress: Any = None,
     log: Callable[[str], None] = lambda message: None,
     baselines: list | None = None,  # list[spec.Baseline]; None = the spec's, [] = none
@@ -628,7 +661,7 @@ async def run_eval(
     chosen_baselines = list(spec.baselines) if baselines is None else list(baselines)
     if not selected and not chosen_baselines:
         raise HarnessError("no models to run: add `models:` to the spec or pass --model PROVIDER:MODEL")
-    if cache is not None and getattr(cache, "replay", False) and selected:
+    if cache is not None and cache.replay and selected:
         # Before any model or baseline work (embedding can take minutes): a replay that cannot
         # answer everything stops here, with no run folder and `latest` untouched.
         from harness.cache import miss_summary
@@ -662,7 +695,7 @@ async def run_eval(
             check_answer_methods(prepared, model, provider)
             reason = provider.missing_requirement()
             # A replay never calls the model, so a missing API key does not matter.
-            if reason and not getattr(cache, "replay", False):
+            if reason and not (cache is not None and cache.replay):
                 log(f"skipping {model.id}: {reason}")
                 results.append(ModelResult(model.id, skipped=reason))
                 continue
@@ -714,7 +747,7 @@ async def run_eval(
         },
         "environment": environment_info(),
     }
-    if cache is not None and hasattr(cache, "describe"):
+    if cache is not None:
         run["cache"] = cache.describe()
     status, reasons, warnings = decide_status(
         results, baseline_results, predictions,

@@ -198,6 +198,10 @@ class Model(_Strict):
         "built-in table for a few OpenAI/Groq models (may be stale)."
     )
 
+    # Where this model was written (the located spec file and its key path), so errors found later
+    # (provider options, checked by the provider) still name the file and line; None for --model.
+    _origin: tuple[Any, tuple] | None = PrivateAttr(None)
+
     @property
     def id(self) -> str:
         return self.name or f"{self.provider}:{self.model}"
@@ -633,6 +637,8 @@ def parse_spec(text: str, path: str = "<spec>") -> Spec:
             seen.setdefault(problem[1], problem)
         raise SpecError(path, sorted(seen.values(), key=lambda p: (p[0] or 0, p[1]))) from None
     spec._lines = located.lines
+    for i, model in enumerate(spec.models):
+        model._origin = (located, ("models", i))
     return spec
 
 
@@ -663,3 +669,35 @@ def json_schema() -> dict:
     schema["title"] = "harness task spec"
     return schema
 
+
+def options_error(model: Model, exc: ValidationError, options: type[BaseModel]) -> SpecError:
+    """A provider's options model rejected `model.options`: `file:line: field: message` lines like
+    every other spec mistake (unknown names get a did-you-mean and the allowed list). The one
+    formatter for every provider's options."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = ("options",) + tuple(p for p in error["loc"] if isinstance(p, (int, str)))
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            allowed = sorted(options.model_fields)
+            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            message = (f"unknown option for provider {model.provider!r}"
+                       + (f"; did you mean {hint[0]!r}?" if hint else "") + f" Allowed: {', '.join(allowed)}")
+        elif error["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        problems.append((loc, message))
+    return _model_problems(model, problems)
+
+
+def model_error(model: Model, loc: tuple, message: str) -> SpecError:
+    """One problem with a model's field at `loc` (e.g. ("options", "batch")), located like above."""
+    return _model_problems(model, [(loc, message)])
+
+
+def _model_problems(model: Model, problems: list[tuple[tuple, str]]) -> SpecError:
+    if model._origin is None:  # a --model flag: no file, name the model instead
+        return SpecError(f"model {model.id}", [(None, _dotted(loc), message) for loc, message in problems])
+    located, prefix = model._origin
+    return SpecError(located.path, [
+        (located.line_of(prefix + loc)[0], _dotted(prefix + loc), message) for loc, message in problems
+    ])

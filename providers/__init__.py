@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from harness.errors import HarnessError
-from providers.base import ChatRequest, ChatResponse, Provider
+from providers.base import ChatRequest, ChatResponse, LaunchedServer, Provider, ProviderOptions
 
 # provider name -> "module:Class"; imported on first use.
 _REGISTRY: dict[str, str] = {
@@ -36,4 +36,7 @@ def get_provider_class(name: str) -> type[Provider]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-__all__ = ["ChatRequest", "ChatResponse", "Provider", "get_provider_class", "provider_names", "register"]
+__all__ = [
+    "ChatRequest", "ChatResponse", "LaunchedServer", "Provider", "ProviderOptions", "get_provider_class",
+    "provider_names", "register",
+]

@@ -1,13 +1,13 @@
 """OpenAI's (and Groq's) Batch API as a provider mode: `options: {batch: true}` on a model.
 
-The runner first hands every request the cache cannot answer to `provider.run_batch(bodies)`; this
+The runner first hands every request the cache cannot answer to `provider.prefetch(bodies)`; this
 module writes them as JSONL (one line per request: `custom_id`, `method`, `url`, `body` — the exact
 body the synchronous path would send), uploads the file, creates the batch, polls it until it ends,
 downloads the output and error files and joins the lines on `custom_id` (never on line order). The
 answers then flow through the runner's usual path — `send()` returns them — so they are validated,
 cached and scored exactly like synchronous answers.
 
-`custom_id` is the request's response-cache key (harness.cache.cache_key), so a body sent twice
+`custom_id` is the request's response-cache key (harness.keys.request_key), so a body sent twice
 (duplicate texts) is one request. Large inputs are split into several batches (at most
 `batch_max_requests` lines, default 50,000, and ~190 MB per file).
 
@@ -25,16 +25,18 @@ import asyncio
 import hashlib
 import importlib
 import inspect
-import json
 import os
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from harness.errors import HarnessError
+from harness.keys import canonical_json, request_key
 from providers.base import ChatResponse
+from providers.wire import describe_error, read_completion, redact
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for annotations only: openai imports this module
     from providers.openai import OpenAIProvider
 
 CHAT_URL = "/v1/chat/completions"
@@ -42,16 +44,9 @@ TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 MAX_FILE_BYTES = 190 * 1024 * 1024  # OpenAI's limit is 200 MB; leave room for multipart framing
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
 def custom_id(provider: "OpenAIProvider", body: dict[str, Any]) -> str:
     """The request's identity: its response-cache key (sha256 of the runner's cache material)."""
-    from harness.cache import cache_key
-    from harness.runner import cache_material
-
-    return cache_key(cache_material(provider, body))
+    return request_key(provider, body)
 
 
 def request_lines(requests: dict[str, dict[str, Any]]) -> list[bytes]:
@@ -95,18 +90,15 @@ class BatchJob:
     def __init__(self, provider: "OpenAIProvider", *, log: Callable[[str], None] = lambda m: None):
         self.provider = provider
         self.client = provider.client
-        o = provider.model.options
-        self.window = str(o.get("batch_window", "24h"))
-        self.poll_s = float(o.get("batch_poll_s", 30.0))
-        timeout = o.get("batch_timeout_s")
-        self.timeout_s = float(timeout) if timeout is not None else None
-        self.max_requests = int(o.get("batch_max_requests", 50_000))
+        o = provider.options
+        self.window = o.batch_window
+        self.poll_s = o.batch_poll_s
+        self.timeout_s = o.batch_timeout_s
+        self.max_requests = o.batch_max_requests
         self.log = log
         self.submitted: list[str] = []  # batch ids, for tests and the record
 
     async def run(self, requests: dict[str, dict[str, Any]]) -> dict[str, ChatResponse]:
-        from providers.openai import describe_error, redact
-
         sdk = importlib.import_module(self.provider.sdk)
         results: dict[str, ChatResponse] = {}
         files = chunk_lines(request_lines(requests), self.max_requests)
@@ -215,8 +207,6 @@ class BatchJob:
 
     def read_line(self, record: dict[str, Any]) -> ChatResponse:
         """One output/error line -> ChatResponse, through the SDK's own ChatCompletion type."""
-        from providers.openai import read_completion
-
         chat_types = importlib.import_module(f"{self.provider.sdk}.types.chat")
         error = record.get("error")
         response = record.get("response") or {}

@@ -33,7 +33,6 @@ class GroqProvider(OpenAIProvider):
     default_base_url = GROQ_URL
     sdk = "groq"
     hosted_hosts = ("api.groq.com",)
-    known_options = OpenAIProvider.known_options
 
     def __init__(self, model):
         super().__init__(model)

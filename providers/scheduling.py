@@ -12,7 +12,9 @@ number of requests in flight under an adaptive ceiling:
 
 `Scheduler.run()` sends one request through the limiter with a per-request timeout, retrying
 rate limits, timeouts, connection errors and 408/409/5xx with exponential backoff and jitter (the
-server's Retry-After wins when it gives one). 400/401/403/404/422 are never retried. A 401/403 closes
+server's Retry-After wins when it gives one). A server that cannot be reached at all (refused,
+DNS, TLS: kind `unreachable`) gets only `connect_retries` quick retries, so a dead endpoint is
+known within a second and the runner can stop the model. 400/401/403/404/422 are never retried. A 401/403 closes
 the limiter: requests still waiting are answered "not sent" at once, so a wrong key costs a handful of
 requests, not one per example. The SDK clients are built with `max_retries=0` so that retries do not
 multiply.
@@ -35,7 +37,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from providers.base import ChatResponse
 
 # error kinds worth another attempt; everything else is final
-RETRYABLE = frozenset({"rate_limit", "server", "timeout", "connection"})
+RETRYABLE = frozenset({"rate_limit", "server", "timeout", "connection", "unreachable"})
 
 
 @dataclass
@@ -255,6 +257,10 @@ class RetryPolicy:
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0  # cap of our own backoff
     max_server_wait_s: float = 300.0  # a longer Retry-After ends the request instead of waiting
+    # A refused connection is answered at once and a server being restarted is back in well under a
+    # second; waiting longer only delays telling the user that nothing listens there.
+    connect_retries: int = 2
+    connect_delay_s: float = 0.1
 
     def backoff(self, retry: int) -> float:
         """Exponential with "equal jitter": half fixed, half random, so waits never collapse to 0."""
@@ -307,7 +313,8 @@ class Scheduler:
                 limiter.stats["timeouts"] += 1
             if kind == "auth":
                 await limiter.close(response.error or "authentication failed")
-            if kind not in RETRYABLE or retry >= policy.max_retries:
+            retries = min(policy.max_retries, policy.connect_retries) if kind == "unreachable" else policy.max_retries
+            if kind not in RETRYABLE or retry >= retries:
                 limiter.stats["errors"] += 1
                 if retry:
                     response.error = f"{response.error} (after {retry + 1} attempts)"
@@ -321,6 +328,8 @@ class Scheduler:
                     )
                     return response
                 delay = server_wait + random.uniform(0, 0.1 * server_wait + 0.05)
+            elif kind == "unreachable":
+                delay = policy.connect_delay_s * 2**retry * random.uniform(0.5, 1.0)
             else:
                 delay = policy.backoff(retry)
             retry += 1

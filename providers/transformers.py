@@ -37,16 +37,17 @@ import threading
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from harness.errors import HarnessError
-from providers.base import ChatRequest, ChatResponse, Provider
+from providers.base import ChatRequest, ChatResponse, Provider, ProviderOptions
+from providers.bundled import BUNDLED_MODELS, bundled_gguf
 
 DEFAULT_MAX_NEW_TOKENS = 256
 
 
-class TransformersOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TransformersOptions(ProviderOptions):
+    """`options:` of the transformers provider."""
 
     gguf_file: str | None = Field(None, description="A .gguf file inside the model folder/repo to load.")
     architecture: Literal["auto", "causal", "seq2seq"] = Field(
@@ -78,21 +79,11 @@ def _missing_modules(names: tuple[str, ...]) -> list[str]:
 class TransformersProvider(Provider):
     name = "transformers"
     key_env = None
+    Options = TransformersOptions
+    options: TransformersOptions
 
     def __init__(self, model):
         super().__init__(model)
-        try:
-            self.options = TransformersOptions.model_validate(
-                {k: v for k, v in model.options.items() if k != "batch"}
-            )
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"options.{'.'.join(str(p) for p in e['loc'])}: "
-                + ("unknown option; allowed: " + ", ".join(sorted(TransformersOptions.model_fields))
-                   if e["type"] == "extra_forbidden" else e["msg"])
-                for e in exc.errors(include_url=False)
-            )
-            raise HarnessError(f"model {model.id}: {problems}") from None
         self.tokenizer = None
         self.lm = None
         self.is_seq2seq = False
@@ -108,8 +99,6 @@ class TransformersProvider(Provider):
 
     def _source(self) -> tuple[str, str | None]:
         """(folder or hub id, gguf file name or None)."""
-        from providers.llamacpp import BUNDLED_MODELS, bundled_gguf
-
         if self.model.model in BUNDLED_MODELS:
             path = bundled_gguf(self.model.model)
             return str(path.parent), path.name

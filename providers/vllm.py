@@ -39,25 +39,21 @@ import urllib.error
 import urllib.request
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from harness.errors import HarnessError
-from providers.base import ChatRequest
+from providers.base import ChatRequest, LaunchedServer
 from providers.launcher import ManagedServer, free_port
-from providers.openai import BATCH_OPTIONS, OPENAI_OPTIONS as _OPENAI_OPTIONS, OpenAIProvider
+from providers.openai import HttpOptions, OpenAIProvider
 
 # vLLM 0.10.2 renamed guided_* request fields to structured_outputs (vllm#22772); 0.12 removed them.
 STRUCTURED_OUTPUTS_SINCE = (0, 10, 2)
 _PLACEHOLDERS = ("{port}", "{host}", "{model}", "{served_name}")
-# Options the OpenAI provider reads itself (scheduler tuning, schema constraints); vLLM has no
-# Batch API, and `batch: true` is refused by the base class.
-OPENAI_OPTIONS = _OPENAI_OPTIONS - BATCH_OPTIONS
 
 
-class VllmOptions(BaseModel):
-    """`options:` of a vllm model. Launch-only settings are ignored when attaching."""
-
-    model_config = ConfigDict(extra="forbid")
+class VllmOptions(HttpOptions):
+    """`options:` of a vllm model (plus the scheduler's retry options; vLLM has no Batch API, and
+    `batch: true` is refused by the base class). Launch-only settings are ignored when attaching."""
 
     served_name: str | None = Field(
         None, description="--served-model-name when launching, and the `model` requests name; "
@@ -116,27 +112,18 @@ def _http_get(url: str, *, api_key: str | None = None, timeout: float = 10.0) ->
         return exc.code, exc.read()
 
 
-class VllmProvider(OpenAIProvider):
+class VllmProvider(LaunchedServer, OpenAIProvider):
     name = "vllm"
     key_env = "VLLM_API_KEY"  # optional: sent when set
     has_batch_api = False
     supports_prefill = True  # with continue_final_message (build_body)
     base_url_env = "VLLM_BASE_URL"
     default_base_url = ""
+    Options = VllmOptions
+    options: VllmOptions
 
     def __init__(self, model):
         super().__init__(model)
-        own = {k: v for k, v in model.options.items() if k not in OPENAI_OPTIONS and k != "batch"}
-        try:
-            self.options = VllmOptions.model_validate(own)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"options.{'.'.join(str(p) for p in e['loc'])}: "
-                + ("unknown option; allowed: " + ", ".join(sorted({*VllmOptions.model_fields, *OPENAI_OPTIONS}))
-                   if e["type"] == "extra_forbidden" else e["msg"])
-                for e in exc.errors(include_url=False)
-            )
-            raise HarnessError(f"model {model.id}: {problems}") from None
         if self.options.adapter and self.options.lora_modules and self.options.adapter not in self.options.lora_modules:
             raise HarnessError(
                 f"model {model.id}: options.adapter {self.options.adapter!r} is not one of "
@@ -330,9 +317,7 @@ class VllmProvider(OpenAIProvider):
                 await self.server.start()  # returns once GET /health answers 200
             await asyncio.to_thread(self._check_server)
         except BaseException:
-            if self.server is not None:
-                self.server.stop()
-                self.server = None
+            self.stop_server()
             raise
         self.ready_after_s = time.monotonic() - started
         await super().start()

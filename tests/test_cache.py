@@ -16,10 +16,11 @@ import pytest
 
 from harness.cache import (
     KEY_VERSION, MISS_KIND, ResponseCache, cache_key, cache_stats, export_fixture, import_fixture,
-    make_cache, make_entry, open_disk_cache, planned_requests, read_fixture,
+    make_cache, make_entry, open_disk_cache, read_fixture,
 )
 from harness.cli import main
 from harness.errors import HarnessError
+from harness.runner import planned_requests
 from harness.spec import load_spec
 from providers.base import ChatResponse
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cache import export_fixture, make_entry, open_disk_cache, planned_requests
+from harness.cache import export_fixture, make_entry, open_disk_cache
+from harness.runner import planned_requests
 from harness.checks import evaluate_checks, failed
 from harness.cli import main
 from harness.errors import SpecError

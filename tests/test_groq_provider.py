@@ -85,7 +85,7 @@ def test_best_effort_schema_for_most_models_exact_body_and_timings():
         "prompt_tokens": 88, "completion_tokens": 6,
         "queue_time": 0.017542, "prompt_time": 0.004436, "completion_time": 0.008, "total_time": 0.012436,
     }
-    assert provider.scheduling_stats()["rate_limits"]["x-ratelimit-remaining-tokens"] == "5912"
+    assert provider.stats()["rate_limits"]["x-ratelimit-remaining-tokens"] == "5912"
 
 
 def test_strict_schema_only_for_gpt_oss():

@@ -111,7 +111,7 @@ def test_hosted_strict_json_schema_body_is_exact_and_answer_is_read():
     assert response.finish_reason == "stop"
     assert response.served_model == "gpt-4o-mini-2024-07-18"
     assert response.usage == {"prompt_tokens": 88, "completion_tokens": 6, "cached_tokens": 64}
-    stats = provider.scheduling_stats()
+    stats = provider.stats()
     assert stats["rate_limits"]["x-ratelimit-remaining-requests"] == "499"
     assert stats["sent"] == 1 and stats["ok"] == 1
 
@@ -212,7 +212,7 @@ def test_429_with_retry_after_waits_then_succeeds_and_halves_concurrency():
     assert len(wire.requests) == 2
     assert json.loads(wire.requests[1].content) == body  # the same request again
     assert waited >= 0.3  # the recorded Retry-After: 0.3
-    stats = provider.scheduling_stats()
+    stats = provider.stats()
     assert stats["throttled"] == 1 and stats["retries"] == 1
     assert stats["lowest_limit"] == 2  # 4 halved once
 
@@ -223,7 +223,7 @@ def test_500_then_success_is_retried():
     [response] = run(provider, wire, [provider.build_body(request(AnswerContract(make_spec())))])
     assert response.error is None
     assert len(wire.requests) == 2
-    assert provider.scheduling_stats()["retries"] == 1
+    assert provider.stats()["retries"] == 1
 
 
 def test_500_until_retries_run_out_is_an_api_error():

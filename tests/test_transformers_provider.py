@@ -150,7 +150,7 @@ def test_bodies_are_greedy_by_default_and_carry_no_response_format():
 
 
 def test_options_are_checked():
-    with pytest.raises(HarnessError, match=r"options.batchsize: unknown option; allowed: .*batch_size"):
+    with pytest.raises(HarnessError, match=r"options.batchsize: unknown option for provider 'transformers'; did you mean 'batch_size'\? Allowed: .*batch_size"):
         make("m", batchsize=4)
     with pytest.raises(HarnessError, match=r"options.architecture"):
         make("m", architecture="encoder")

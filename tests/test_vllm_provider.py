@@ -226,7 +226,7 @@ def test_command_override_fills_placeholders():
 
 
 def test_options_are_checked_and_missing_vllm_skips_the_model():
-    with pytest.raises(HarnessError, match=r"options.tensor_parallel: unknown option; allowed: .*tensor_parallel_size"):
+    with pytest.raises(HarnessError, match=r"options.tensor_parallel: unknown option for provider 'vllm'; did you mean 'tensor_parallel_size'\? Allowed: .*tensor_parallel_size"):
         provider(options={"tensor_parallel": 2})
     with pytest.raises(HarnessError, match="not one of options.lora_modules"):
         provider(options={"adapter": "x", "lora_modules": {"y": "/p"}})

@@ -55,12 +55,12 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"{out}: is a folder; pass the fixture file to write (e.g. {out}/fixture.jsonl)")
     keys = None
     if args.spec:
-        from harness.runner import parse_model_flag
+        from harness.runner import parse_model_flag, planned_requests
         from harness.spec import load_spec
 
         spec = load_spec(args.spec)
         models = [parse_model_flag(m, spec.models[0] if spec.models else None) for m in args.model] if args.model else None
-        planned = rc.planned_requests(spec, limit=args.limit, prompt_names=args.prompt, models=models)
+        planned = planned_requests(spec, limit=args.limit, prompt_names=args.prompt, models=models)
         keys = [r["key"] for r in planned]
     elif args.limit or args.prompt or args.model:
         raise HarnessError("--limit, --prompt and --model select a spec's requests: pass --spec SPEC too")
