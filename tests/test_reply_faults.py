@@ -20,7 +20,7 @@ from pathlib import Path
 
 from harness.cache import ResponseCache
 from harness.records import read_predictions
-from harness.runner import run_eval
+from harness.runner import parse_model_flag, planned_requests, run_eval
 from harness.spec import load_spec
 from http_stub import FAULTS, OpenAIStub
 
@@ -150,9 +150,12 @@ def test_a_dead_endpoint_stops_the_model_at_once_with_one_line(tmp_path):
     [stopped] = metrics["run"]["stopped"]
     assert line in stopped["reason"]
     sent = metrics["run"]["requests"]["openai:m"]["sent"]
-    assert sent <= 4 and stopped["not_sent"] == 30 - sent  # only those already in flight were sent
+    # every planned request (the prompts' examples and the calibration inputs) is either sent or counted
+    spec = load_spec(ROOT / "specs" / "rotten_tomatoes.yaml")
+    planned = len(planned_requests(spec, limit=10, models=[parse_model_flag("openai:m", spec.models[0])]))
+    assert sent <= 4 and stopped["not_sent"] == planned - sent  # only those already in flight were sent
     predictions = read_predictions(tmp_path / "run" / "predictions.jsonl")
-    assert len(predictions) == 30 and {p.outcome for p in predictions} == {"api_error"}
+    assert len(predictions) == 10 * len(spec.prompts) and {p.outcome for p in predictions} == {"api_error"}
 
 
 def test_a_server_that_dies_later_is_not_a_dead_endpoint(tmp_path):
