@@ -52,6 +52,12 @@ class Prediction:
     cached: bool = False  # answered from the response cache
     # server-side seconds some providers report with usage (Groq: queue_time, prompt_time, ...)
     server_timing: dict[str, float] | None = None
+    # the example's text, so predictions.jsonl loads in pandas on its own (None in old runs)
+    text: str | None = None
+    # set for an edge-case suite's cases (`suites:` in the spec): kept out of the main metrics
+    suite: str | None = None
+    # the dataset columns named by the spec's `slices:`, for accuracy by slice in report.html
+    slices: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         # Field by field: dataclasses.asdict deep-copies every value, which was a fifth of a cached

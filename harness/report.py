@@ -249,7 +249,7 @@ def _names(items: list | None) -> str:
     return ", ".join(names) or DASH
 
 
-def markdown_report(run: dict, metrics: list[dict]) -> str:
+def markdown_report(run: dict, metrics: list[dict], suites: list[dict] | None = None) -> str:
     """The run report as GitHub Markdown."""
     lines = [f"# {run.get('spec', 'run')}", ""]
     if run.get("description"):
@@ -302,6 +302,11 @@ def markdown_report(run: dict, metrics: list[dict]) -> str:
             lines += _confusion_markdown(m["confusion"])
             lines.append("")
 
+    if suites:
+        from harness.suites import suites_markdown
+
+        lines += suites_markdown(suites)
+
     if run.get("baselines"):
         from harness.baselines.report import baselines_markdown
 
@@ -327,15 +332,17 @@ def markdown_report(run: dict, metrics: list[dict]) -> str:
 # Files
 
 
-def write_run_files(run_dir: Path, run: dict, metrics: list[dict]) -> None:
-    """Write `metrics.json` ({"run": ..., "results": ...}) and `report.md` into `run_dir`."""
+def write_run_files(run_dir: Path, run: dict, metrics: list[dict], suites: list[dict] | None = None) -> None:
+    """Write `metrics.json` ({"run": ..., "results": ..., "suites": ...}) and `report.md` into
+    `run_dir`. `suites` (harness.suites.score_suites) is written only when the spec has suites."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps(
-        {"run": run, "results": metrics}, indent=2, sort_keys=False, ensure_ascii=False
-    )
+    body = {"run": run, "results": metrics}
+    if suites:
+        body["suites"] = suites
+    payload = json.dumps(body, indent=2, sort_keys=False, ensure_ascii=False)
     _write_atomic(run_dir / "metrics.json", payload + "\n")
-    _write_atomic(run_dir / "report.md", markdown_report(run, metrics))
+    _write_atomic(run_dir / "report.md", markdown_report(run, metrics, suites))
 
 
 def _write_atomic(path: Path, text: str) -> None:
