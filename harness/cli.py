@@ -115,6 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out.print(f"stopped {stopped['model']} ({stopped['not_sent']} requests not sent): {stopped['reason']}",
                   markup=False)
     out.print(f"run folder: {outcome.run_dir}  ({outcome.run['wall_s']:.1f}s)")
+    if (outcome.run_dir / "report.html").is_file():
+        out.print(f"report: {outcome.run_dir / 'report.html'}", markup=False)
     if cache is not None:
         _report_cache(cache, outcome, err)
     if args.check:
@@ -286,10 +288,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if resolve_run_dir(a.dir) == resolve_run_dir(b.dir):
         raise HarnessError(f"both arguments are the same run ({a.dir})")
     comparison = compare_runs(a, b, resamples=args.resamples, seed=args.seed)
+    from harness.html_commands import write_compare_outputs
+
     if args.json:
         print(json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False))
-    else:
+    elif args.markdown != "-":
         print_comparison(comparison, _console(), show=args.show)
+    write_compare_outputs(args, comparison, a, b)
     return 0
 
 
@@ -479,7 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--json", action="store_true", help="the full comparison as JSON")
+    from harness.html_commands import add_compare_arguments, add_history_parser, add_report_parser
+
+    add_compare_arguments(p)
     p.set_defaults(func=cmd_compare)
+    add_report_parser(sub)
+    add_history_parser(sub)
 
     p = sub.add_parser("cache", help="manage the response cache: stats, clear, export, import")
     p.add_argument("action", choices=("stats", "clear", "export", "import"))

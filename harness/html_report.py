@@ -313,7 +313,7 @@ def _ticks(low: float, high: float, n: int = 5) -> list[float]:
 
 
 def line_chart(series: list[dict], *, x_label: str, y_label: str, x_range=(0.0, 1.0), y_range=None,
-               width: int = 560, height: int = 320, x_fmt=lambda v: f"{v:.0%}", y_fmt=lambda v: f"{v:.0%}",
+               width: int = 560, height: int = 320, x_fmt=lambda v: f"{v:.0%}", y_fmt=None,
                x_ticks: list | None = None, points_only: bool = False, log_x: bool = False,
                title: str = "") -> str:
     """series: [{"name", "points": [(x, y, tooltip)], "color"}] -> an inline SVG."""
@@ -330,6 +330,9 @@ def line_chart(series: list[dict], *, x_label: str, y_label: str, x_range=(0.0, 
         y1 = y0 + 1
     if x1 <= x0:
         x1 = x0 + 1
+    if y_fmt is None:
+        digits = 0 if y1 - y0 >= 0.1 else 1
+        y_fmt = lambda v: f"{v:.{digits}%}"  # noqa: E731
     tx = (lambda v: math.log10(max(v, 1e-12))) if log_x else (lambda v: v)
     lx0, lx1 = tx(x0), tx(x1)
     if lx1 <= lx0:
