@@ -1,0 +1,38 @@
+"""Run folders for the report tests, made by replaying the committed rotten_tomatoes fixture with
+the real CLI (no model server), and a small spec answered by the local OpenAI-protocol stub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "specs" / "rotten_tomatoes.yaml"
+DATA_DIR = Path(os.environ.get("HARNESS_DATA_DIR") or ROOT.parent / "shared" / "datasets")
+
+
+def harness(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HARNESS_DATA_DIR": str(DATA_DIR)}
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    done = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if check:
+        assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def replay_run(out: Path, *extra: str) -> Path:
+    """`harness eval specs/rotten_tomatoes.yaml --cache replay EXTRA --out OUT`."""
+    harness("eval", str(SPEC), "--cache", "replay", "--quiet", "--out", str(out), *extra)
+    return out
+
+
+def metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+
+
+def predictions(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "predictions.jsonl").read_text(encoding="utf-8").split("\n") if line.strip()]
