@@ -35,4 +35,4 @@ def metrics(run: Path) -> dict:
 
 
 def predictions(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "predictions.jsonl").read_text(encoding="utf-8").split("\n") if line.strip()]
+    return [json.loads(line) for line in (run / "predictions.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
