@@ -86,6 +86,30 @@ class Row:
 
     metrics: dict
     preds: dict[str, dict] = field(default_factory=dict)
+    _objects: dict[str, Prediction] = field(default_factory=dict, repr=False)
+    _right: dict[str, bool] = field(default_factory=dict, repr=False)
+
+    def obj(self, eid: str) -> Prediction:
+        """The prediction as a record (for harness.compare), converted once."""
+        p = self._objects.get(eid)
+        if p is None:
+            p = self._objects[eid] = _prediction(self.preds[eid])
+        return p
+
+    @property
+    def shown(self) -> dict[str, str]:
+        """example id -> the answer as shown (`<outcome>` when invalid), computed once."""
+        if not hasattr(self, "_shown"):
+            self._shown = {eid: shown_answer(p) for eid, p in self.preds.items()}
+        return self._shown
+
+    def right(self, eid: str, task: str) -> bool:
+        r = self._right.get(eid)
+        if r is None:
+            from harness.compare import is_correct
+
+            r = self._right[eid] = eid in self.preds and is_correct(self.obj(eid), task)
+        return r
 
     @property
     def model(self) -> str:
@@ -196,8 +220,16 @@ def load_view(run_dir: Path) -> RunView:
     )
 
 
+_FIELDS: frozenset[str] | None = None
+
+
 def _prediction(p: dict) -> Prediction:
-    return Prediction.from_dict(p)
+    global _FIELDS
+    if _FIELDS is None:
+        import dataclasses
+
+        _FIELDS = frozenset(f.name for f in dataclasses.fields(Prediction))
+    return Prediction(**{k: v for k, v in p.items() if k in _FIELDS})
 
 
 def is_right(p: dict | None, task: str) -> bool:
@@ -248,14 +280,14 @@ class Pair:
 
 
 def paired(view: RunView, a: Row, b: Row, kind: str) -> Pair:
-    from harness.compare import is_correct, mcnemar_exact, paired_bootstrap
+    from harness.compare import mcnemar_exact, paired_bootstrap
 
     ids = sorted((i for i in a.preds if i in b.preds), key=_natural)
-    pa = [_prediction(a.preds[i]) for i in ids]
-    pb = [_prediction(b.preds[i]) for i in ids]
+    pa = [a.obj(i) for i in ids]
+    pb = [b.obj(i) for i in ids]
     rb = rc = 0
-    for x, y in zip(pa, pb):
-        ra, rbb = is_correct(x, view.task), is_correct(y, view.task)
+    for i in ids:
+        ra, rbb = a.right(i, view.task), b.right(i, view.task)
         rb += ra and not rbb
         rc += rbb and not ra
     boot = paired_bootstrap(pa, pb, view.labels, view.task, resamples=RESAMPLES, seed=0) if ids else {}
@@ -676,7 +708,7 @@ def section_failures(view: RunView) -> str:
     for r in view.rows:
         for eid, p in r.preds.items():
             c = p.get("confidence")
-            if c is not None and p.get("outcome") == "valid" and not is_right(p, view.task):
+            if c is not None and p.get("outcome") == "valid" and not r.right(eid, view.task):
                 errors.append((float(c), r, eid, p))
     errors.sort(key=lambda e: (-e[0], _natural(e[2])))
     if errors:
@@ -712,7 +744,7 @@ def section_failures(view: RunView) -> str:
     rows = []
     for r in view.rows:
         stats = {"right": [], "wrong": []}
-        for p in r.preds.values():
+        for eid, p in r.preds.items():
             probs = label_probs(p)
             if not probs:
                 continue
@@ -721,7 +753,7 @@ def section_failures(view: RunView) -> str:
             values = [v / total for v in values]
             margin = values[0] - (values[1] if len(values) > 1 else 0)
             entropy = -sum(v * math.log(v) for v in values if v > 0)
-            stats["right" if is_right(p, view.task) else "wrong"].append((margin, entropy))
+            stats["right" if r.right(eid, view.task) else "wrong"].append((margin, entropy))
         cal = r.metrics.get("calibration") or {}
         if not stats["right"] and not stats["wrong"] and cal.get("margin_mean") is None:
             continue
@@ -749,7 +781,8 @@ def section_failures(view: RunView) -> str:
                     cells.append('<td class="num">–</td>')
                     continue
                 shared = [i for i in a.preds if i in b.preds]
-                d = sum(shown_answer(a.preds[i]) != shown_answer(b.preds[i]) for i in shared)
+                sa, sb = a.shown, b.shown
+                d = sum(sa[i] != sb[i] for i in shared)
                 cells.append(f'<td class="num" title="{d} of {len(shared)}">{pct(d / len(shared) if shared else None, 0)}</td>')
             body.append(f"<tr><th>{esc(a.label)}</th>{''.join(cells)}</tr>")
         parts.append(f'<h3>Disagreement between rows</h3><table class="data"><thead><tr><th></th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
@@ -770,7 +803,7 @@ def _breakdown_table(view: RunView, title: str, groups: list[str], group_of) -> 
         cells = []
         for g in groups:
             ids = [i for i in ids_by[g] if i in r.preds]
-            acc = sum(is_right(r.preds[i], view.task) for i in ids) / len(ids) if ids else None
+            acc = sum(r.right(i, view.task) for i in ids) / len(ids) if ids else None
             cells.append(f'<td class="num">{pct(acc)}</td>')
         body.append(f"<tr><td>{esc(r.label)}</td>{''.join(cells)}</tr>")
     return f'<h3>{esc(title)}</h3><table class="data"><thead><tr><th>row</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
@@ -849,7 +882,7 @@ def browser_data(view: RunView) -> dict:
                 continue
             c = p.get("confidence")
             answers.append([shown_answer(p), p.get("outcome"), _clip(p.get("raw"), 2000) if p.get("raw") is not None else None,
-                            None if c is None else round(float(c), 4), 1 if is_right(p, view.task) else 0])
+                            None if c is None else round(float(c), 4), 1 if r.right(eid, view.task) else 0])
         gold = view.golds.get(eid)
         examples.append({"id": eid, "t": view.texts.get(eid), "g": ", ".join(gold) if isinstance(gold, list) else gold,
                          "s": view.slices.get(eid) or {}, "a": answers})
