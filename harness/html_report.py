@@ -453,9 +453,14 @@ def section_matrix(view: RunView, pairs: list[Pair]) -> str:
     # best row per column and figure; and whether each other row is not significantly worse
     marks: dict[tuple[str, str], dict[str, str]] = {}
     overall: dict[str, float] = {}
+    near: dict[str, set[str]] = {}  # figure -> rows not significantly worse than the run's best
     for key, _, _ in FIGURES:
         values = [r.metrics.get(key) for r in view.rows if r.metrics.get(key) is not None]
         overall[key] = max(values) if values else None
+        if values:
+            top_row = next(r for r in view.rows if r.metrics.get(key) == overall[key])
+            near[key] = {r.key for r in view.rows if r is not top_row and r.metrics.get(key) is not None
+                         and r.metrics[key] != overall[key] and not_worse(lookup.get((top_row.key, r.key)), top_row, key)}
     for model in columns:
         members = [r for r in view.rows if r.model == model]
         for key, _, _ in FIGURES:
@@ -484,7 +489,8 @@ def section_matrix(view: RunView, pairs: list[Pair]) -> str:
             mark = marks.get((r.key, key), {}).get("mark", "")
             badge = {"best": '<span class="mark best" title="best in this column">★</span>',
                      "nsw": '<span class="mark nsw" title="not significantly worse than the column\'s best (p ≥ 0.05)">≈</span>'}.get(mark, "")
-            top = ' top' if value is not None and value == overall.get(key) else ''
+            top = ' top' if value is not None and value == overall.get(key) else (
+                ' near-top' if r.key in near.get(key, ()) else '')
             sub = (f'<span class="ci">95% CI {fmt(ci[0], kind)}–{fmt(ci[1], kind)}</span>' if ci else
                    (f'<span class="ci">{m.get("n_valid", "–")} of {m.get("n", "–")} valid</span>' if key == "validity" else
                     f'<span class="ci">on {m.get("n_valid", "–")} valid</span>'))
@@ -513,7 +519,7 @@ def section_matrix(view: RunView, pairs: list[Pair]) -> str:
 <p class="note">{n} examples. Strict figures count an unreadable answer as wrong; <i>(valid)</i> uses only the answers
 that were read. ★ best in its column; ≈ not significantly worse than the column's best (accuracy: exact McNemar
 p ≥ 0.05; macro F1: the paired-bootstrap 95% CI of the difference contains 0); a framed cell is the best in the
-whole run. Baselines take no prompt, so their column spans every prompt row.</p>
+whole run, a dashed frame one not significantly worse than it. Baselines take no prompt, so their column spans every prompt row.</p>
 </section>"""
 
 
@@ -584,7 +590,7 @@ def section_confusion(view: RunView) -> str:
                 for c, v in zip(conf["columns"], values):
                     alpha = v / total
                     color = f"rgba(220,38,38,{alpha:.3f})" if c == INVALID else (
-                        f"rgba(22,163,74,{alpha:.3f})" if c == label else f"rgba(37,99,235,{alpha:.3f})")
+                        f"rgba(22,163,74,{alpha:.3f})" if c == label else f"rgba(234,88,12,{alpha:.3f})")
                     fg = "#fff" if alpha > 0.55 else "#111"
                     cells.append(f'<td class="num heat" style="background:{color};color:{fg}" title="gold {esc(label)}, '
                                  f'predicted {esc(c)}: {v}">{v}</td>')
