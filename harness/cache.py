@@ -481,7 +481,7 @@ def planned_requests(
     for model in models or spec.models:
         provider = get_provider_class(model.provider)(model)
         for pp in prepared.prompts:
-            for example in prepared.eval.examples:
+            for example in prepared.run_examples:  # the split's examples, then the spec's suites
                 material = cache_material(provider, request_body(prepared, pp, example, model, provider))
                 out.append({
                     "model": model.id, "prompt": pp.prompt.name, "example_id": example.id,

@@ -115,10 +115,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out.print(f"stopped {stopped['model']} ({stopped['not_sent']} requests not sent): {stopped['reason']}",
                   markup=False)
     out.print(f"run folder: {outcome.run_dir}  ({outcome.run['wall_s']:.1f}s)")
-    if (outcome.run_dir / "report.html").is_file():
-        out.print(f"report: {outcome.run_dir / 'report.html'}", markup=False)
     if cache is not None:
         _report_cache(cache, outcome, err)
+    if (outcome.run_dir / "report.html").is_file():
+        out.print(f"report: {outcome.run_dir / 'report.html'}", markup=False)
     if args.check:
         return _run_checks(spec.checks, outcome.metrics, args.baseline, f"checks: {spec.name}", out)
     return 0
@@ -293,7 +293,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False))
     elif args.markdown != "-":
-        print_comparison(comparison, _console(), show=args.show)
+        from harness.compare import print_template_diffs, template_diffs
+
+        console = _console()
+        print_comparison(comparison, console, show=args.show)
+        print_template_diffs(template_diffs(a, b), console)
     write_compare_outputs(args, comparison, a, b)
     return 0
 

@@ -482,3 +482,18 @@ def comparison_markdown(comparison: Comparison, diffs: list[dict] | None = None,
     for row in comparison.only_in_b:
         lines.append(f"- only in B: {md(row)}")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def print_template_diffs(diffs: list[dict], console) -> None:
+    """The templates that changed between the runs, as unified diffs (nothing when all match)."""
+    from rich.text import Text
+
+    for d in diffs:
+        if d["status"] == "changed":
+            console.rule(f"template {d['prompt']} changed")
+            for line in d["diff"].splitlines():
+                style = "green" if line.startswith("+") and not line.startswith("+++") else (
+                    "red" if line.startswith("-") and not line.startswith("---") else "")
+                console.print(Text(line, style=style))
+        elif d["status"] != "same":
+            console.print(f"template {d['prompt']}: {d['status']}", markup=False)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "rotten_tomatoes.yaml"
 DATA_DIR = Path(os.environ.get("HARNESS_DATA_DIR") or ROOT.parent / "shared" / "datasets")
@@ -36,3 +38,21 @@ def metrics(run: Path) -> dict:
 
 def predictions(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "predictions.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def stub_spec(tmp: Path, base_url: str, **extra) -> Path:
+    rows = [{"text": f"a good film {i}" if i % 2 else f"a dull film {i}", "label": i % 2, "domain": "news" if i < 6 else "blog"}
+            for i in range(10)]
+    (tmp / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp / "p.j2").write_text("{% block system %}Classify.{% endblock %}{% block user %}{{ text }}{% endblock %}")
+    spec = {
+        "name": "stubbed", "dataset": {"source": str(tmp / "data.jsonl"), "split": "test", "train_split": None,
+                                       "label_map": {0: "negative", 1: "positive"}},
+        "labels": [{"name": "negative"}, {"name": "positive"}],
+        "prompts": [{"name": "json", "template": "p.j2", "mode": "json_object"}, {"name": "bare", "template": "p.j2", "mode": "text"}],
+        "models": [{"provider": "openai", "model": "stub-model", "base_url": base_url, "concurrency": 2}],
+        **extra,
+    }
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path

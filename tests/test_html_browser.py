@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from html_runs import harness, metrics, predictions, replay_run
+from html_runs import harness, metrics, predictions, replay_run, stub_spec
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium)")
@@ -231,4 +231,32 @@ def test_compare_and_history_pages(runs, load, tmp_path):
     loaded.page.click('button.fig-btn[data-figure="validity"]')
     assert loaded.page.locator(".fig-validity svg").is_visible()
     assert not loaded.page.locator(".fig-accuracy svg").is_visible()
+    assert loaded.problems == []
+
+
+def test_slices_and_suites_in_the_browser(load, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from http_stub import OpenAIStub
+
+    with OpenAIStub() as stub:
+        spec = stub_spec(tmp_path, stub.base_url, slices=["domain"],
+                         suites=[{"name": "negation", "cases": [{"text": "not good", "label": "negative"},
+                                                                {"text": "good", "label": "positive"}]}])
+        harness("eval", str(spec), "--quiet", "--cache", "off", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    loaded = load(tmp_path / "run" / "report.html", shot="suites.png")
+    page = loaded.page
+    rows = page.locator("#suites-table tbody tr")
+    assert rows.count() == 2  # one per prompt
+    assert page.locator('#suites-table tr[data-row="openai:stub-model|json"] .passed').inner_text() == "1/2"
+    count = lambda: int(page.locator("#browser-count").get_attribute("data-count"))  # noqa: E731
+    assert count() == 10  # the suites' cases are not in the browser of the main examples
+    page.select_option("#f-slice", label="domain = news (6)")
+    assert count() == 6
+    page.select_option("#f-kind", "wrong")
+    news_wrong = sum(1 for p in predictions(tmp_path / "run") if not p["suite"] and p["slices"]["domain"] == "news"
+                     and p["prompt"] == "json" and p["prediction"] != p["gold"])
+    assert count() == news_wrong
+    assert "Accuracy by slice domain" in page.locator("#failures").inner_text()
     assert loaded.problems == []

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from html_runs import ROOT, harness, metrics, predictions, replay_run
+from html_runs import ROOT, harness, metrics, predictions, replay_run, stub_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from http_stub import OpenAIStub  # noqa: E402
@@ -92,6 +91,8 @@ def test_compare_shows_a_template_diff(replayed, tmp_path):
     assert "+Answer in one word." in diffs["bare_label"]["diff"]
     md = comparison_markdown(compare_runs(load_run(replayed), load_run(b)), list(diffs.values()))
     assert "template bare_label changed" in md and "+Answer in one word." in md
+    done = harness("compare", str(replayed), str(b))
+    assert "template bare_label changed" in done.stdout and "+Answer in one word." in done.stdout
     done = harness("compare", str(replayed), str(b), "--markdown", "-")
     assert "```diff" in done.stdout and "+Answer in one word." in done.stdout
     out = tmp_path / "cmp.html"
@@ -99,29 +100,11 @@ def test_compare_shows_a_template_diff(replayed, tmp_path):
     assert "bare_label: template changed" in out.read_text()
 
 
-def _stub_spec(tmp: Path, base_url: str, **extra) -> Path:
-    rows = [{"text": f"a good film {i}" if i % 2 else f"a dull film {i}", "label": i % 2, "domain": "news" if i < 6 else "blog"}
-            for i in range(10)]
-    (tmp / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp / "p.j2").write_text("{% block system %}Classify.{% endblock %}{% block user %}{{ text }}{% endblock %}")
-    spec = {
-        "name": "stubbed", "dataset": {"source": str(tmp / "data.jsonl"), "split": "test", "train_split": None,
-                                       "label_map": {0: "negative", 1: "positive"}},
-        "labels": [{"name": "negative"}, {"name": "positive"}],
-        "prompts": [{"name": "json", "template": "p.j2", "mode": "json_object"}, {"name": "bare", "template": "p.j2", "mode": "text"}],
-        "models": [{"provider": "openai", "model": "stub-model", "base_url": base_url, "concurrency": 2}],
-        **extra,
-    }
-    path = tmp / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
-
-
 def test_suites_and_slices_run_through_the_runner(tmp_path):
     (tmp_path / "negation.jsonl").write_text(json.dumps({"text": "not good at all", "label": "negative"}) + "\n"
                                              + json.dumps({"text": "good", "label": "positive"}) + "\n")
     with OpenAIStub() as stub:
-        spec = _stub_spec(tmp_path, stub.base_url, slices=["domain"], suites=[
+        spec = stub_spec(tmp_path, stub.base_url, slices=["domain"], suites=[
             {"name": "negation", "file": "negation.jsonl"},
             {"name": "plain", "cases": [{"text": "a good one", "label": "positive"}, {"text": "bad", "label": "negative"},
                                         {"text": "<b>bold</b> and bad", "label": "positive"}]},
@@ -151,12 +134,12 @@ def test_suites_and_slices_run_through_the_runner(tmp_path):
 
 
 def test_bad_suite_and_slice_are_clear_errors(tmp_path):
-    spec = _stub_spec(tmp_path, "http://127.0.0.1:9/v1", slices=["genre"])
+    spec = stub_spec(tmp_path, "http://127.0.0.1:9/v1", slices=["genre"])
     done = harness("validate", str(spec), cwd=tmp_path, check=False)
     assert done.returncode == 2 and "slices[0]: 'genre' is not a column" in done.stderr
-    spec = _stub_spec(tmp_path, "http://127.0.0.1:9/v1", suites=[{"name": "x", "cases": [{"text": "t", "label": "neutral"}]}])
+    spec = stub_spec(tmp_path, "http://127.0.0.1:9/v1", suites=[{"name": "x", "cases": [{"text": "t", "label": "neutral"}]}])
     done = harness("validate", str(spec), cwd=tmp_path, check=False)
     assert done.returncode == 2 and "suites[0].cases[0].label" in done.stderr and "'neutral' is not a label" in done.stderr
-    spec = _stub_spec(tmp_path, "http://127.0.0.1:9/v1", suites=[{"name": "x", "file": "missing.jsonl"}])
+    spec = stub_spec(tmp_path, "http://127.0.0.1:9/v1", suites=[{"name": "x", "file": "missing.jsonl"}])
     done = harness("validate", str(spec), cwd=tmp_path, check=False)
     assert done.returncode == 2 and "missing.jsonl" in done.stderr and "Traceback" not in done.stderr
