@@ -143,3 +143,30 @@ def test_bad_suite_and_slice_are_clear_errors(tmp_path):
     spec = stub_spec(tmp_path, "http://127.0.0.1:9/v1", suites=[{"name": "x", "file": "missing.jsonl"}])
     done = harness("validate", str(spec), cwd=tmp_path, check=False)
     assert done.returncode == 2 and "missing.jsonl" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_multi_label_and_empty_runs_render(tmp_path):
+    """A multi-label run (no confusion matrix, label sets) and a run with no predictions file still
+    give a page; nothing in the builder assumes single-label answers."""
+    from harness.html_report import build_report_html
+    from harness.intervals import add_intervals
+    from harness.records import Prediction
+    from harness.report import write_run_files
+    from harness.score import score_run
+
+    labels = ["joy", "anger", "fear"]
+    preds = [Prediction(f"test:{i}", "m:x", "p", ["joy", "fear"] if i % 2 else ["anger"],
+                        ["joy", "fear"] if i % 3 else None, "valid" if i % 3 else "schema_error",
+                        raw='{"labels": ["joy"]}', text=f"text {i}") for i in range(12)]
+    run = tmp_path / "ml"
+    run.mkdir()
+    (run / "predictions.jsonl").write_text("".join(p.to_json() + "\n" for p in preds))
+    (run / "spec.resolved.json").write_text(json.dumps({"name": "ml", "task": "multi_label", "labels": [{"name": n} for n in labels]}))
+    metrics_rows = score_run(preds, labels, "multi_label")
+    add_intervals(metrics_rows, preds, labels, "multi_label")
+    write_run_files(run, {"spec": "ml"}, metrics_rows)
+    page = build_report_html(run)
+    assert "No confusion matrix (multi-label task)" in page
+    assert 'data-row="m:x|p"' in page
+    (run / "predictions.jsonl").unlink()
+    assert "predictions.jsonl is missing" in build_report_html(run)
