@@ -686,7 +686,7 @@ def section_cost(view: RunView) -> str:
         if m.get("latency_p50_s") and m.get("accuracy") is not None:
             lat_pts.append({"name": r.label, "color": color, "points": [(m["latency_p50_s"], m["accuracy"], f"{r.label}: p50 {secs(m['latency_p50_s'])}, accuracy {pct(m['accuracy'])}")]})
     charts = []
-    if cost_pts:
+    if any(not r.is_baseline and r.metrics.get("cost_usd") is not None for r in view.rows):  # else only $0 baselines
         top = max(p["points"][0][0] for p in cost_pts)
         charts.append(line_chart(cost_pts, x_label="total cost (USD)", y_label="accuracy", points_only=True,
                                  x_range=(0.0, top * 1.1 if top > 0 else 1.0), x_fmt=lambda v: usd(v), title="accuracy vs cost"))
