@@ -36,8 +36,11 @@ def metrics(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text(encoding="utf-8"))
 
 
-def predictions(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "predictions.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+def predictions(run: Path, *, suites: bool = False) -> list[dict]:
+    """The run's prediction records; without `suites`, only the evaluated split's (as the main
+    figures and the example browser count them)."""
+    records = [json.loads(line) for line in (run / "predictions.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    return records if suites else [p for p in records if not p.get("suite")]
 
 
 def stub_spec(tmp: Path, base_url: str, **extra) -> Path:

@@ -31,9 +31,13 @@ def test_run_folder_records_templates_and_texts(replayed):
     assert templates["json_schema"]["source"] == source
     assert templates["json_schema"]["sha256"] == hashlib.sha256(source.encode()).hexdigest()
     assert templates["json_schema"]["system"].startswith("You are a sentiment classifier")
-    preds = predictions(replayed)
+    preds = predictions(replayed, suites=True)
     assert all(isinstance(p["text"], str) and p["text"] for p in preds)
-    assert all(p["suite"] is None for p in preds)
+    # the main spec's two suites (3 cases each) ran through the same three prompts
+    tagged = [p for p in preds if p["suite"]]
+    assert len(tagged) == 18 and {p["suite"] for p in tagged} == {"negation", "contrast"}
+    assert {s["suite"] for s in metrics(replayed)["suites"]} == {"negation", "contrast"}
+    assert all(m["n"] == 300 for m in metrics(replayed)["results"])
 
 
 def test_report_html_is_self_contained(replayed):
@@ -52,8 +56,8 @@ def test_harness_report_rebuilds_an_old_run(replayed, tmp_path):
     (old / "templates.json").unlink()
     (old / "report.html").unlink()
     lines = []
-    for line in (old / "predictions.jsonl").read_text().split("\n"):
-        if line.strip():
+    for line in (old / "predictions.jsonl").read_text().splitlines():
+        if line.strip() and not json.loads(line)["suite"]:
             p = json.loads(line)
             for key in ("text", "suite", "slices"):
                 p.pop(key)
@@ -122,7 +126,7 @@ def test_suites_and_slices_run_through_the_runner(tmp_path):
     assert neg["failures"][0]["example_id"] == "suite:negation:0"
     assert neg["failures"][0]["text"] == "not good at all"
     assert suites[("plain", "bare")]["passed"] == 2
-    preds = predictions(run)
+    preds = predictions(run, suites=True)
     tagged = [p for p in preds if p["suite"]]
     assert len(tagged) == 10 and all(p["example_id"].startswith("suite:") for p in tagged)
     assert {p["slices"]["domain"] for p in preds if not p["suite"]} == {"news", "blog"}
