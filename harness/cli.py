@@ -370,9 +370,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         reason = get_provider_class(model.provider)(model).missing_requirement()
         notes.append(f"  model {model.id}: " + (f"will be skipped ({reason})" if reason else "ok"))
     for baseline in spec.baselines:
-        from harness.baselines import baseline_class
-
-        reason = baseline_class(baseline.kind)(baseline, spec).missing_requirement()
+        reason = baseline.missing_requirement()
         notes.append(f"  {baseline.id}: " + (f"will be skipped ({reason})" if reason else "ok"))
     fp = prepared.eval.fingerprint
     print(f"{args.spec}: ok")

@@ -181,7 +181,7 @@ def run_curve(
                 notes.append(f"{config.id} left out: {reason}")
                 log(f"skipping {config.id}: {reason}")
                 continue
-            if config.kind != "tfidf_logreg":  # embed every text once, up front (cached on disk)
+            if config.embeds:  # embed every text once, up front (cached on disk)
                 log(f"{config.id}: embedding {len(train) + len(evaluated)} texts (cached on disk after the first time)")
                 model.embedder.encode([e.text for e in train] + [e.text for e in evaluated])
             for size in usable:

@@ -9,6 +9,15 @@ class HarnessError(Exception):
     exit_code = 2
 
 
+class FieldProblem(ValueError):
+    """A problem with one field of a spec model, raised inside its validation: `loc` is the key
+    path below the model that raises it, so the spec error names that field and its line."""
+
+    def __init__(self, loc: tuple, message: str):
+        super().__init__(message)
+        self.loc = loc
+
+
 class SpecError(HarnessError):
     """One or more mistakes in a spec file, each located as `file:line: field: message`."""
 

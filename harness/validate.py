@@ -15,15 +15,14 @@ words (exactly one label named); anything else is `schema_error` (an answer outs
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ValidationError
 
-from harness.errors import HarnessError
+from harness.shapes import ShapeError, shape_for
 from harness.spec import OutputMode, Spec
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
@@ -38,7 +37,7 @@ class Verdict:
     prediction: Any = None  # label name, or list of names (multi-label), when valid
     parsed_from: str | None = None
     error: str | None = None
-    confidence: float | None = None  # a confidence the model stated (label_confidence shape)
+    confidence: float | None = None  # a confidence the model stated (e.g. label_confidence shape)
 
 
 def _normalise(text: str) -> str:
@@ -46,15 +45,16 @@ def _normalise(text: str) -> str:
 
 
 class AnswerContract:
-    """What a model must answer for a spec, and how its raw text becomes a verdict."""
+    """What a model must answer for a spec, and how its raw text becomes a verdict. The form of a
+    JSON answer is the spec's output shape (harness.shapes); this class adds the parsing, the
+    outcomes and the bare-label `text` mode, which are the same for every shape."""
 
     def __init__(self, spec: Spec):
         self.spec = spec
         self.labels = spec.label_names
-        self.shape = spec.output.shape
+        self.shape = shape_for(spec)
         self.multi = spec.task == "multi_label"
-        self.model = self._build_model()
-        self._field = "labels" if "labels" in self.model.model_fields else "label"
+        self.model = self.shape.answer_model()
         # Labels made only of punctuation normalise to "": they match exactly or not at all.
         self._normalised = {
             _normalise(label): label for label in self.labels if _normalise(label)
@@ -66,37 +66,6 @@ class AnswerContract:
         ]
 
     # -- the model and schema ------------------------------------------------------------------
-
-    def _build_model(self) -> type[BaseModel]:
-        config = ConfigDict(extra="forbid")
-        choice = Literal[tuple(self.labels)]  # type: ignore[valid-type]
-        if self.shape == "label":
-            return create_model("Answer", __config__=config, label=(choice, ...))
-        if self.shape == "labels":
-            return create_model("Answer", __config__=config, labels=(list[choice], ...))
-        if self.shape == "label_confidence":
-            return create_model(
-                "Answer", __config__=config,
-                label=(choice, ...), confidence=(float, Field(ge=0, le=1)),
-            )
-        if self.shape == "score":
-            return create_model("Answer", __config__=config, score=(float, Field(ge=0, le=1)))
-        module_name, _, class_name = self.shape.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as exc:
-            raise HarnessError(
-                f"output.shape: cannot import {self.shape!r}: {exc}; give `module:Class` of a "
-                "Pydantic model importable from the working directory"
-            ) from None
-        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-            raise HarnessError(f"output.shape: {self.shape!r} is not a Pydantic model class")
-        wanted = "labels" if self.multi else "label"
-        if wanted not in cls.model_fields:
-            raise HarnessError(
-                f"output.shape: {self.shape!r} needs a `{wanted}` field holding the answer"
-            )
-        return cls
 
     def json_schema(self) -> dict:
         """The schema made strict-compatible: every property required, no extra properties."""
@@ -121,13 +90,7 @@ class AnswerContract:
         names = list(gold) if isinstance(gold, (tuple, list)) else gold
         if mode == "text":
             return ", ".join(names) if isinstance(names, list) else names
-        if self.shape == "labels" or (":" in self.shape and self._field == "labels"):
-            return json.dumps({"labels": names}, ensure_ascii=False)
-        if self.shape == "label_confidence":
-            return json.dumps({"label": names, "confidence": 1.0}, ensure_ascii=False)
-        if self.shape == "score":
-            return json.dumps({"score": 1.0 if names == self.labels[1] else 0.0})
-        return json.dumps({"label": names}, ensure_ascii=False)
+        return json.dumps(self.shape.gold(names), ensure_ascii=False)
 
     # -- reading an answer -----------------------------------------------------------------------
 
@@ -166,20 +129,11 @@ class AnswerContract:
         return Verdict("schema_error", error=errors[0])
 
     def _valid(self, answer: BaseModel, how: str) -> Verdict:
-        if self.shape == "score":
-            prediction = self.labels[1] if answer.score >= self.spec.output.threshold else self.labels[0]
-            return Verdict("valid", prediction, how, confidence=None)
-        value = getattr(answer, self._field)
-        confidence = getattr(answer, "confidence", None) if self.shape == "label_confidence" else None
-        if self._field == "labels":
-            value = list(value)
-            unknown = [v for v in value if v not in self.labels]
-            if unknown:
-                return Verdict("schema_error", error=f"labels not in the label set: {unknown}")
-            value = [label for label in self.labels if label in set(value)]  # label order, unique
-        elif value not in self.labels:
-            return Verdict("schema_error", error=f"label {value!r} is not in the label set")
-        return Verdict("valid", value, how, confidence=confidence)
+        try:
+            prediction, confidence = self.shape.read(answer)
+        except ShapeError as exc:
+            return Verdict("schema_error", error=str(exc))
+        return Verdict("valid", prediction, how, confidence=confidence)
 
     def read_text(self, text: str) -> Verdict:
         if self.multi:

@@ -361,8 +361,12 @@ baselines:
 
 
 @pytest.mark.parametrize("entry, where, message", [
-    ("  - kind: tfidf_lr\n", "6: baselines[0].kind", "Input should be 'tfidf_logreg'"),
-    ("  - kind: embedding_zero_shot\n    C: 2\n", "7: baselines[0].C", "does not apply to kind 'embedding_zero_shot'"),
+    ("  - kind: tfidf_lr\n", "6: baselines[0].kind", "unknown kind 'tfidf_lr'; did you mean 'tfidf_logreg'?"),
+    ("  - {name: x}\n", "6: baselines[0].kind", "required field is missing"),
+    ("  - kind: embedding_zero_shot\n    C: 2\n", "7: baselines[0].C",
+     "unknown field; it does not apply to kind 'embedding_zero_shot', it is read by: embedding_logreg, tfidf_logreg."),
+    ("  - kind: tfidf_logreg\n    ngram_range: [2, 1]\n", "7: baselines[0].ngram_range", "[2, 1]: need 1 <= min <= max"),
+    ("  - kind: embedding_centroid\n    batch_size: 0\n", "7: baselines[0].batch_size", "greater than or equal to 1"),
     ("  - kind: nli_zero_shot\n", "6: baselines[0].kind", "needs `model:`"),
     ("  - kind: nli_zero_shot\n    model: m\n    hypothesis_template: This is it.\n", "8: baselines[0].hypothesis_template", "must contain `{}`"),
     ("  - kind: hf_classifier\n    model: m\n    label_map: {neutral: neutrl}\n", "8: baselines[0].label_map.neutral", "not in labels"),
@@ -374,6 +378,83 @@ def test_spec_errors_name_the_line_and_field(entry, where, message):
         parse_spec(SPEC_HEAD + entry, "s.yaml")
     text = str(info.value)
     assert f"s.yaml:{where}" in text and message in text
+
+
+def test_a_misspelt_baseline_option_is_an_unknown_field_with_its_line_and_a_suggestion():
+    entry = "  - kind: embedding_centroid\n    model: m\n    temprature: 0.1\n"
+    with pytest.raises(SpecError) as info:
+        parse_spec(SPEC_HEAD.replace("train_split: null", "train_split: train") + entry, "s.yaml")
+    assert str(info.value) == (
+        "s.yaml:8: baselines[0].temprature: unknown field; did you mean 'temperature'? Allowed: "
+        "batch_size, device, kind, model, name, temperature, threshold, train_limit"
+    )
+
+
+def test_each_kind_is_a_registered_class_with_its_own_options():
+    from harness.baselines import KINDS, TRAINABLE
+    from harness.baselines.classifiers import HFClassifier
+    from harness.baselines.tfidf import TfidfLogReg
+
+    assert list(KINDS) == sorted(KINDS) and {"tfidf_logreg", "hf_classifier"} <= set(KINDS)
+    assert KINDS["tfidf_logreg"] is TfidfLogReg and KINDS["hf_classifier"] is HFClassifier
+    assert TRAINABLE == {kind for kind, cls in KINDS.items() if cls.trainable}
+    assert {"tfidf_logreg", "embedding_logreg", "embedding_centroid"} <= TRAINABLE
+    assert not {"embedding_zero_shot", "hf_classifier", "nli_zero_shot"} & TRAINABLE
+    assert "ngram_range" in TfidfLogReg.model_fields and "ngram_range" not in HFClassifier.model_fields
+    spec = parse_spec(SPEC_HEAD + "  - {kind: hf_classifier, model: m, max_length: 64}\n", "s.yaml")
+    assert type(spec.baselines[0]) is HFClassifier and spec.baselines[0].max_length == 64
+
+
+def test_the_schema_documents_every_kind_and_rejects_another_kinds_option():
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    from harness.baselines import KINDS
+    from harness.spec import json_schema
+
+    schema = json_schema()
+    mapping = schema["properties"]["baselines"]["items"]["discriminator"]["mapping"]
+    assert set(mapping) == set(KINDS)
+    for kind, cls in KINDS.items():
+        definition = schema["$defs"][cls.__name__]
+        assert set(definition["properties"]) == set(cls.model_fields)
+        assert definition["properties"]["kind"]["const"] == kind and definition["description"]
+    validator = jsonschema.Draft202012Validator(schema)
+    good = yaml.safe_load(SPEC_HEAD + "  - {kind: tfidf_logreg, C: 2}\n")
+    assert list(validator.iter_errors(good)) == []
+    bad = yaml.safe_load(SPEC_HEAD + "  - {kind: embedding_zero_shot, C: 2}\n")
+    assert list(validator.iter_errors(bad))
+
+
+def test_an_entry_is_bound_to_a_spec_as_a_fresh_copy():
+    spec = parse_spec(SPEC_HEAD.replace("train_split: null", "train_split: train") + "  - kind: tfidf_logreg\n", "s.yaml")
+    entry = spec.baselines[0]
+    first, second = entry.bind(spec), entry.bind(spec)
+    first.fit(["good film", "bad film", "great", "awful"], np.array([1, 0, 1, 0]))
+    assert first._head is not None and second._head is None and entry._spec is None
+    assert first.model_dump() == entry.model_dump() and first.labels == ["negative", "positive"]
+    with pytest.raises(RuntimeError, match="bind"):
+        entry.labels  # noqa: B018  (a spec entry knows no labels until bound)
+
+
+def test_a_run_folder_written_with_every_option_of_every_kind_still_loads():
+    # Before each kind had its own options, spec.resolved.json held every option of every
+    # kind at its default; `compare` and `curve` read old run folders back.
+    from harness.spec import Spec
+
+    spec = parse_spec(SPEC_HEAD.replace("train_split: null", "train_split: train") + "  - kind: embedding_zero_shot\n", "s.yaml")
+    old = spec.model_dump(mode="json")
+    old["baselines"][0].update({
+        "model": None, "C": 1.0, "class_weight": None, "max_iter": 1000, "max_features": 50000,
+        "ngram_range": [1, 2], "min_df": 1, "label_map": None, "hypothesis_template": "This example is {}.",
+        "max_length": None, "train_limit": None,
+    })
+    assert Spec.model_validate(old).baselines == spec.baselines
+    old["baselines"][0]["C"] = 2.0  # not the default: it was an error then and is one now
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"baselines\.0\.embedding_zero_shot\.C\n  Extra inputs"):
+        Spec.model_validate(old)
 
 
 def test_resolved_spec_with_every_baseline_field_written_out_loads_again():

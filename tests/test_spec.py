@@ -111,9 +111,11 @@ def test_wrong_type_is_reported_once_at_its_line():
 
 
 def test_bad_output_shape_lists_the_shapes():
+    from harness.shapes import SHAPES  # the registered shapes (tests/test_shapes.py pins them)
+
+    assert {"label", "labels", "label_confidence", "score"} <= set(SHAPES)
     assert only_line(spec_error(BASE + "output:\n  shape: foo\n")) == (
-        "s.yaml:11: output.shape: must be label, labels, label_confidence, score or an import "
-        "path `module:Class`"
+        f"s.yaml:11: output.shape: must be {', '.join(SHAPES)} or an import path `module:Class`"
     )
 
 

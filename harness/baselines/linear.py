@@ -7,11 +7,25 @@ errors and warnings scikit-learn gives for them: small learning-curve subsets hi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
-import numpy as np
+from pydantic import BaseModel, Field
 
 from harness.baselines.base import full_proba
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class LogRegOptions(BaseModel):
+    """Options of the kinds with a logistic-regression head (LogRegHead)."""
+
+    C: float = Field(1.0, gt=0, description="Inverse regularisation strength.")
+    class_weight: Optional[Literal["balanced"]] = Field(None, description="`balanced` reweights rare classes.")
+    max_iter: int = Field(1000, ge=1, description="Solver iterations.")
+
+    def logreg_head(self, n_labels: int, multi: bool) -> "LogRegHead":
+        return LogRegHead(n_labels, multi, C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
 
 
 class LogRegHead:
@@ -28,7 +42,9 @@ class LogRegHead:
 
         return LogisticRegression(solver="lbfgs", **self.params)
 
-    def fit(self, X: Any, y: np.ndarray) -> "LogRegHead":
+    def fit(self, X: Any, y: "np.ndarray") -> "LogRegHead":
+        import numpy as np
+
         if not self.multi:
             self._seen = sorted(int(c) for c in np.unique(y))
             if len(self._seen) == 1:
@@ -45,7 +61,9 @@ class LogRegHead:
                 self._models.append(self._new().fit(X, column))
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Any) -> "np.ndarray":
+        import numpy as np
+
         n = X.shape[0]
         if not self.multi:
             model = self._models[0]

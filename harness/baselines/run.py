@@ -26,15 +26,14 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from harness.baselines.base import (
-    BASELINE_PROMPT, TRAINABLE, BaselineModel, Decision, baseline_class, encode_gold, tune_thresholds,
-)
+from harness.baselines.base import BASELINE_PROMPT, Decision, encode_gold, tune_thresholds
 from harness.errors import HarnessError
 from harness.records import Example, Prediction
 
 if TYPE_CHECKING:
+    from harness.baselines.base import Baseline
     from harness.baselines.embeddings import EmbedderPool
-    from harness.spec import Baseline, Spec
+    from harness.spec import Spec
 
 # Multi-label thresholds are tuned on at most this many validation rows (a seeded, stratified
 # sample): enough for per-label F1, and it bounds the cost for slow kinds (NLI scores every
@@ -99,40 +98,41 @@ class BaselineData:
         return self._splits[key]
 
 
-def build(config: "Baseline", spec: "Spec", pool: "EmbedderPool") -> BaselineModel:
-    return baseline_class(config.kind)(config, spec, pool)
+def build(config: "Baseline", spec: "Spec", pool: "EmbedderPool | None") -> "Baseline":
+    """A copy of the spec's entry, ready to fit on `spec` (embedding with `pool`)."""
+    return config.bind(spec, pool)
 
 
-def fit_baseline(model: BaselineModel, data: BaselineData, train: Sequence[Example] | None = None
+def fit_baseline(model: "Baseline", data: BaselineData, train: Sequence[Example] | None = None
                  ) -> tuple[Decision, BaselineResult]:
     """Fit `model` on `train` (default: the train split, sampled to `train_limit`) and tune its
     multi-label thresholds on the validation split; time both."""
-    spec, config = model.spec, model.config
-    result = BaselineResult(config.id, config.kind)
+    spec = model.spec
+    result = BaselineResult(model.id, model.kind)
     decision = Decision(model.labels, model.multi)
     t0 = time.perf_counter()
-    if config.kind in TRAINABLE:
+    if model.trainable:
         if train is None:
-            train = data.examples(spec.dataset.train_split, config.train_limit)
+            train = data.examples(spec.dataset.train_split, model.train_limit)
         if not train:
-            raise HarnessError(f"baseline {config.id}: the train split {spec.dataset.train_split!r} is empty")
+            raise HarnessError(f"baseline {model.id}: the train split {spec.dataset.train_split!r} is empty")
         model.fit([e.text for e in train], encode_gold([e.gold for e in train], model.labels, model.multi))
         result.train_rows = len(train)
     if model.multi:
-        decision.thresholds = np.full(len(model.labels), config.threshold)
+        decision.thresholds = np.full(len(model.labels), model.threshold)
         result.thresholds_from = "default"
         if spec.dataset.validation_split:
             validation = data.examples(spec.dataset.validation_split, THRESHOLD_ROWS)
             proba = model.predict_proba([e.text for e in validation])
             y = encode_gold([e.gold for e in validation], model.labels, True)
-            decision.thresholds = tune_thresholds(proba, y, config.threshold)
+            decision.thresholds = tune_thresholds(proba, y, model.threshold)
             result.thresholds_from = spec.dataset.validation_split
         result.thresholds = {name: round(float(t), 6) for name, t in zip(model.labels, decision.thresholds)}
     result.fit_s = round(time.perf_counter() - t0, 4)
     return decision, result
 
 
-def predict_records(model: BaselineModel, decision: Decision, examples: Sequence[Example]) -> tuple[list[Prediction], float]:
+def predict_records(model: "Baseline", decision: Decision, examples: Sequence[Example]) -> tuple[list[Prediction], float]:
     """Prediction records for `examples`, and the predict time in seconds."""
     t0 = time.perf_counter()
     proba = model.predict_proba([e.text for e in examples]) if examples else np.zeros((0, len(model.labels)))
@@ -143,7 +143,7 @@ def predict_records(model: BaselineModel, decision: Decision, examples: Sequence
     for example, row, (prediction, confidence) in zip(examples, proba, answers):
         records.append(Prediction(
             example_id=example.id,
-            model=model.config.id,
+            model=model.id,
             prompt=BASELINE_PROMPT,
             gold=list(example.gold) if isinstance(example.gold, tuple) else example.gold,
             prediction=prediction,
@@ -175,7 +175,7 @@ def run_baselines(
 
     own_pool = pool is None
     if own_pool:  # the embedding cache is opened only when an embedding kind runs
-        uses_embeddings = any(c.kind.startswith("embedding_") for c in configs)
+        uses_embeddings = any(c.embeds for c in configs)
         pool = EmbedderPool(cache=EmbeddingCache() if uses_embeddings else None)
     data = BaselineData(spec)
     results: list[BaselineResult] = []
