@@ -114,6 +114,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for stopped in outcome.run.get("stopped", []):
         out.print(f"stopped {stopped['model']} ({stopped['not_sent']} requests not sent): {stopped['reason']}",
                   markup=False)
+    totals: dict[str, list[int]] = {}  # per suite, over its model x prompt rows; report.md has the rest
+    for s in outcome.suites:
+        passed_n = totals.setdefault(s["suite"], [0, 0, 0])
+        passed_n[0] += s["passed"]
+        passed_n[1] += s["n"]
+        passed_n[2] += 1
+    for name, (passed, n, rows) in totals.items():
+        out.print(f"suite {name}: {passed}/{n} passed over {rows} rows (failures in report.md)", markup=False)
     out.print(f"run folder: {outcome.run_dir}  ({outcome.run['wall_s']:.1f}s)")
     if cache is not None:
         _report_cache(cache, outcome, err)

@@ -369,6 +369,8 @@ class RunOutcome:
     run: dict
     # --cache replay: requests with no stored response ({"model", "prompt", "example_id"})
     cache_misses: list[dict] = field(default_factory=list)
+    # harness.suites.score_suites: pass rate and failures per suite and model x prompt
+    suites: list[dict] = field(default_factory=list)
 
 
 def update_latest(run_dir: Path) -> None:
@@ -501,4 +503,4 @@ async def run_eval(
     write_html_report(run_dir)
     if out_dir is None:
         update_latest(run_dir)
-    return RunOutcome(run_dir, metrics, run, [m for r in results for m in r.cache_misses])
+    return RunOutcome(run_dir, metrics, run, [m for r in results for m in r.cache_misses], suites)

@@ -117,6 +117,7 @@ def test_suites_and_slices_run_through_the_runner(tmp_path):
         assert stub.requests == (10 + 5) * 2  # the suites' cases go through the same prompts and model
     run = tmp_path / "run"
     assert f"report: {run / 'report.html'}" in done.stdout
+    assert "suite negation: 2/4 passed over 2 rows" in done.stdout
     payload = metrics(run)
     assert [m["n"] for m in payload["results"]] == [10, 10]  # the main figures leave the suites out
     suites = {(s["suite"], s["prompt"]): s for s in payload["suites"]}
