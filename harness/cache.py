@@ -150,7 +150,19 @@ def read_fixture(path: Path) -> Iterator[tuple[int, dict]]:
     except OSError as exc:
         raise HarnessError(f"{path}: cannot read the fixture: {exc}") from None
     with handle:
-        for number, line in enumerate(handle, 1):
+        number = 0
+        lines = iter(handle)
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                break
+            except UnicodeDecodeError as exc:
+                raise HarnessError(
+                    f"{path}:{number + 1}: the fixture is not UTF-8 ({exc.reason}); record it again with "
+                    f"`harness cache export`"
+                ) from None
+            number += 1
             if not line.strip():
                 continue
             try:
@@ -196,11 +208,15 @@ def write_fixture(path: Path, entries: Iterable[tuple[str, dict]]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        for key, entry in sorted(entries, key=lambda item: item[0]):
-            f.write(fixture_line(key, entry))
-            count += 1
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            for key, entry in sorted(entries, key=lambda item: item[0]):
+                f.write(fixture_line(key, entry))
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:  # a failed export leaves no empty or partial fixture behind
+        tmp.unlink(missing_ok=True)
+        raise
     return count
 
 
@@ -421,7 +437,8 @@ def cache_clear(directory: Path) -> int:
 
 def export_fixture(directory: Path, out: Path, keys: Iterable[str] | None = None) -> tuple[int, list[str]]:
     """Write the entries of `keys` (default: all) from the cache folder to a sorted JSONL file.
-    Returns (written, keys that are not in the cache)."""
+    Returns (written, keys that are not in the cache). When a key is missing nothing is written:
+    a fixture without some of a spec's requests would only fail later, at replay."""
     disk = open_disk_cache(directory)
     try:
         wanted = sorted(set(keys)) if keys is not None else sorted(disk.iterkeys())
@@ -432,6 +449,8 @@ def export_fixture(directory: Path, out: Path, keys: Iterable[str] | None = None
                 missing.append(key)
             else:
                 entries.append((key, entry))
+        if missing:
+            return 0, missing
         written = write_fixture(out, entries)
         return written, missing
     finally:
@@ -488,3 +507,54 @@ def planned_requests(
                     "material": material, "key": cache_key(material),
                 })
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries of missing responses (replay pre-check, `cache export --spec`)
+
+
+def _by_model_prompt(requests: Iterable[dict]) -> dict[tuple[str, str], list[str]]:
+    rows: dict[tuple[str, str], list[str]] = {}
+    for r in requests:
+        rows.setdefault((r["model"], r["prompt"]), []).append(r["example_id"])
+    return rows
+
+
+def miss_lines(misses: list[dict], shown: int = 5) -> list[str]:
+    """`  MODEL / PROMPT: N missing: id, id, … (M more)`, one line per model × prompt."""
+    lines = []
+    for (model, prompt), ids in _by_model_prompt(misses).items():
+        more = f", … ({len(ids) - shown} more)" if len(ids) > shown else ""
+        lines.append(f"  {model} / {prompt}: {len(ids)} missing: {', '.join(ids[:shown])}{more}")
+    return lines
+
+
+def miss_summary(misses: list[dict], source: str, *, total: int | None = None, run_dir: Path | None = None) -> str:
+    """The replay-miss error: what is missing per model × prompt and what to do."""
+    of = f" (of {total} planned)" if total is not None else ""
+    lines = [f"replay: {len(misses)} request(s) have no stored response in {source}{of}; no model was called."]
+    lines += miss_lines(misses)
+    where = f"The run folder {run_dir} is marked incomplete. " if run_dir is not None else ""
+    lines.append(
+        f"{where}Record them (harness eval with --cache rw against the model, then `harness cache export`), "
+        f"or fix the spec/prompts that changed."
+    )
+    return "\n".join(lines)
+
+
+def export_miss_summary(missing: list[dict], total: int, directory: Path) -> str:
+    lines = [f"{len(missing)} of the spec's {total} requests are not in {directory}; nothing was written:"]
+    lines += miss_lines(missing)
+    lines.append("run `harness eval SPEC --cache rw` with the same --limit/--prompt/--model first (errors are never stored)")
+    return "\n".join(lines)
+
+
+async def find_misses(cache: "ResponseCache", planned: list[dict]) -> list[dict]:
+    """The planned requests (from `planned_requests`) the cache cannot answer, probed without
+    counting hits or misses; a replay checks this before any model or baseline work."""
+    # Gathered: lookups made in one event-loop turn share one disk read (see _disk_get).
+    hits = await asyncio.gather(*(cache.lookup(r["material"], record=False) for r in planned))
+    return [
+        {"model": r["model"], "prompt": r["prompt"], "example_id": r["example_id"]}
+        for r, hit in zip(planned, hits) if hit is None or hit.error_kind == MISS_KIND
+    ]

@@ -43,6 +43,15 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, 2 * tail / 2**n)
 
 
+def p_text(p: float) -> str:
+    """`p = 0.0312`, `p = 1.4e-45`, or `p < 1e-300` when the value underflows a float."""
+    if p <= 0:
+        return "p < 1e-300"
+    if p < 1e-4:
+        return f"p = {p:.2g}"
+    return f"p = {p:.4g}"
+
+
 def is_correct(p: Prediction, task: str) -> bool:
     if p.outcome != "valid" or p.prediction is None:
         return False
@@ -290,7 +299,8 @@ def compare_runs(a: RunData, b: RunData, *, resamples: int = 2000, seed: int = 0
                 comparison.right_to_wrong.append(_flip(i, pa, pb, texts))
             else:
                 comparison.wrong_to_right.append(_flip(i, pa, pb, texts))
-        comparison.mcnemar_p = round(mcnemar_exact(len(comparison.right_to_wrong), len(comparison.wrong_to_right)), 6)
+        # six significant digits, not six decimals: 150 vs 0 flips is p ≈ 1.4e-45, not 0
+        comparison.mcnemar_p = float(f"{mcnemar_exact(len(comparison.right_to_wrong), len(comparison.wrong_to_right)):.6g}")
         comparison.bootstrap = paired_bootstrap(paired_a, paired_b, labels, task, resamples=resamples, seed=seed)
         pairs.append(comparison)
     if not shared:
@@ -356,7 +366,7 @@ def print_comparison(comparison: Comparison, console, *, show: int = 10, width: 
         if boot.get("accuracy_delta") is not None:
             console.print(
                 f"accuracy Δ {_signed_pts(boot['accuracy_delta'])}, 95% CI [{_signed_pts(boot['accuracy_ci'][0])}, "
-                f"{_signed_pts(boot['accuracy_ci'][1])}]; exact McNemar p = {pair.mcnemar_p:.4g}"
+                f"{_signed_pts(boot['accuracy_ci'][1])}]; exact McNemar {p_text(pair.mcnemar_p)}"
             )
             console.print(
                 f"macro F1 Δ {_signed_f1(boot['macro_f1_delta'])}, 95% CI [{_signed_f1(boot['macro_f1_ci'][0])}, "

@@ -14,6 +14,8 @@ answers carry no confidence gets no curve, with the reason, instead of made-up n
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Iterable, Sequence
 
 from harness.records import Prediction, group_predictions
@@ -26,6 +28,9 @@ def _answer_key(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(sorted(str(v) for v in value))
     return value
+
+
+MIN_ANSWERED = 30
 
 
 def coverage_curve(
@@ -62,7 +67,9 @@ def coverage_curve(
     points = [at(0.0)] + [at(float(t)) for t in thresholds]
 
     # Walk down the distinct confidences; the lowest cut whose answered set is accurate enough
-    # gives the most coverage at the target.
+    # gives the most coverage at the target. A cut answering fewer than `min_answered` examples is
+    # not evidence (one right answer is "100% accurate"): 30, or 10% of the examples if fewer.
+    min_answered = max(1, min(MIN_ANSWERED, math.ceil(0.1 * n)))
     best = None
     correct = answered = 0
     i = 0
@@ -72,10 +79,11 @@ def coverage_curve(
             correct += scored[i][1]
             answered += 1
             i += 1
-        if correct / answered >= target:
+        if answered >= min_answered and correct / answered >= target:
             best = {"threshold": _round(confidence), "answered": answered,
                     "coverage": _round(answered / n), "accuracy": _round(correct / answered)}
-    return {"available": True, "n": n, "target_accuracy": target, "points": points, "at_target": best}
+    return {"available": True, "n": n, "target_accuracy": target, "points": points, "at_target": best,
+            "min_answered": min_answered}
 
 
 def add_coverage(metrics: list[dict], preds: Sequence[Prediction], **options: Any) -> None:

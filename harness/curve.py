@@ -70,16 +70,16 @@ class CurveResult:
     wall_s: float = 0.0
 
 
-def _reference_run(spec: "Spec", run: str | None) -> Path | None:
+def _reference_run(spec: "Spec", run: str | None, allow_incomplete: bool = False) -> Path | None:
     from harness.runs import RUNS_ROOT, resolve_run_dir
 
     if run is not None:
-        return resolve_run_dir(run)
+        return resolve_run_dir(run, allow_incomplete=allow_incomplete)
     folder = RUNS_ROOT / spec.name
     if not folder.is_dir():
         return None
     try:
-        return resolve_run_dir(folder)
+        return resolve_run_dir(folder, allow_incomplete=allow_incomplete)
     except HarnessError:  # the spec has no finished run yet: a curve without LLM lines
         return None
 
@@ -112,13 +112,13 @@ def _eval_examples(spec: "Spec", run_dir: Path | None, limit: int | None):
     return split
 
 
-def _references(run_dir: Path | None, metric: str) -> list[Reference]:
+def _references(run_dir: Path | None, metric: str, allow_incomplete: bool = False) -> list[Reference]:
     if run_dir is None:
         return []
     from harness.runs import load_run
 
     out = []
-    for row in load_run(run_dir).metrics:
+    for row in load_run(run_dir, allow_incomplete=allow_incomplete).metrics:
         if str(row.get("model", "")).startswith("baseline:") or row.get(metric) is None:
             continue
         out.append(Reference(row["model"], row["prompt"], float(row[metric])))
@@ -136,6 +136,8 @@ def run_curve(
     limit: int | None = None,
     out_dir: Path | None = None,
     log: Callable[[str], None] = lambda message: None,
+    allow_incomplete: bool = False,
+    progress: Any = None,
 ) -> CurveResult:
     from harness.baselines import TRAINABLE, select_baselines
     from harness.baselines.base import BaselineModel
@@ -155,12 +157,12 @@ def run_curve(
             f"{', '.join(sorted(TRAINABLE))} under `baselines:`"
         )
     t_start = time.perf_counter()
-    run_dir = _reference_run(spec, run)
+    run_dir = _reference_run(spec, run, allow_incomplete)
     notes: list[str] = []
     if run_dir is None:
         notes.append(f"no finished run of {spec.name} found: the curve has no LLM to compare with "
                      f"(run `harness eval` first, or pass --run)")
-    references = _references(run_dir, metric)
+    references = _references(run_dir, metric, allow_incomplete)
     evaluated = _eval_examples(spec, run_dir, limit).examples
     data = BaselineData(spec)
     train = data.examples(spec.dataset.train_split)
@@ -171,7 +173,7 @@ def run_curve(
     if not usable:
         raise HarnessError(f"--sizes: every size is above the train split's {len(train)} rows")
 
-    pool = EmbedderPool(cache=EmbeddingCache())
+    pool = EmbedderPool(cache=EmbeddingCache(), progress=progress)
     points: list[dict] = []
     try:
         for config in configs:
@@ -184,6 +186,7 @@ def run_curve(
             if config.embeds:  # embed every text once, up front (cached on disk)
                 log(f"{config.id}: embedding {len(train) + len(evaluated)} texts (cached on disk after the first time)")
                 model.embedder.encode([e.text for e in train] + [e.text for e in evaluated])
+            advance = progress.step(f"curve {config.id}", len(usable) * repeats) if progress is not None else None
             for size in usable:
                 for repeat in range(repeats):
                     subset = stratified_sample(train, size, repeat, spec.label_names)
@@ -195,6 +198,8 @@ def run_curve(
                         "accuracy": figures["accuracy"], "macro_f1": figures["macro_f1"],
                         "fit_s": fitted.fit_s, "predict_s": round(predict_s, 4),
                     })
+                    if advance is not None:
+                        advance(1)
                 summary = _summarise([p for p in points if p["baseline"] == config.id and p["size"] == size], metric)
                 log(f"{config.id}: {size} labels -> {metric} {summary['mean']:.3f} ± {summary['std']:.3f}")
     finally:
@@ -245,6 +250,36 @@ def _worth(references: list[Reference], summary: list[dict]) -> list[dict]:
                 "best_mean": max((r["mean"] for r in rows), default=None),
             })
     return out
+
+
+def curve_table(result: CurveResult, name: str):
+    """The console table: one row per baseline, one column per train size (mean ± std)."""
+    from rich.table import Table
+
+    sizes = sorted({row["size"] for row in result.summary})
+    table = Table(title=f"{name}: {result.metric} by train size (mean ± std)")
+    table.add_column("baseline")
+    for size in sizes:
+        table.add_column(str(size), justify="right")
+    for baseline in dict.fromkeys(row["baseline"] for row in result.summary):
+        cells = []
+        for size in sizes:
+            row = next((r for r in result.summary if r["baseline"] == baseline and r["size"] == size), None)
+            cells.append(f"{row['mean']:.3f} ± {row['std']:.3f}" if row else "–")
+        table.add_row(baseline, *cells)
+    return table
+
+
+def worth_lines(result: CurveResult) -> list[str]:
+    """One line per LLM reference: how many labels each baseline needs to match it."""
+    lines = []
+    for ref in result.references:
+        worth = ", ".join(
+            f"{w['baseline'].removeprefix('baseline:')} {worth_phrase(w)}"
+            for w in result.worth if w["model"] == ref.model and w["prompt"] == ref.prompt
+        )
+        lines.append(f"{ref.model} / {ref.prompt} ({result.metric} {ref.value:.3f}) is worth, in labels: {worth}")
+    return lines
 
 
 def worth_phrase(w: dict) -> str:

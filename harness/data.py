@@ -98,7 +98,14 @@ def load_split(spec: "Spec", split: str, *, limit: int | None = None, seed: int 
 def load_eval_split(spec: "Spec", limit: int | None = None) -> Split:
     """The evaluated split (`dataset.split`), sampled to `limit` (else `dataset.limit`) rows."""
     ds = spec.dataset
-    return load_split(spec, ds.split, limit=limit if limit is not None else ds.limit, seed=ds.seed)
+    split = load_split(spec, ds.split, limit=limit if limit is not None else ds.limit, seed=ds.seed)
+    if not split.examples:  # an empty split would "pass" every check with nothing evaluated
+        where = f"{spec.path}: dataset.split" if spec.path else "dataset.split"
+        raise HarnessError(
+            f"{where}: the evaluated split {ds.split!r} ({split.fingerprint['resolved']}) has no rows; "
+            f"point dataset.source/split at a file with examples"
+        )
+    return split
 
 
 def draw_shots(pool: list[Example], k: int, seed: int, for_example: Example) -> list[Example]:
@@ -249,7 +256,11 @@ def _read_file(path: Path) -> list[tuple[str, dict]]:
         if suffix in (".jsonl", ".json", ".ndjson"):
             return _read_jsonl(path)
     except UnicodeDecodeError as exc:
-        raise HarnessError(f"{path}: not valid UTF-8 ({exc}); save the file as UTF-8") from None
+        raise HarnessError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); save the file as UTF-8") from None
+    except RecursionError:
+        raise HarnessError(f"{path}: JSON nested too deeply to be a dataset row") from None
+    except IsADirectoryError:
+        raise HarnessError(f"{path}: is a folder, expected a data file") from None
     except OSError as exc:
         raise HarnessError(f"{path}: cannot read the file: {exc}") from None
     raise HarnessError(

@@ -21,13 +21,22 @@ class FieldProblem(ValueError):
 class SpecError(HarnessError):
     """One or more mistakes in a spec file, each located as `file:line: field: message`."""
 
+    MAX_SHOWN = 20  # a file with hundreds of mistakes prints the first ones and a count
+
     def __init__(self, path: str, problems: list[tuple[int | None, str, str]]):
         self.path = path
         self.problems = problems
         lines = []
-        for line, field, message in problems:
+        said: set[str] = set()  # a long "Allowed: ..." list is printed once, not on every line
+        for line, field, message in problems[: self.MAX_SHOWN]:
+            head, sep, allowed = message.partition(" Allowed: ")
+            if sep:
+                message = head if allowed in said else message
+                said.add(allowed)
             where = f"{path}:{line}" if line else path
             lines.append(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+        if len(problems) > self.MAX_SHOWN:
+            lines.append(f"… and {len(problems) - self.MAX_SHOWN} more problem(s) in {path}")
         super().__init__("\n".join(lines))
 
 

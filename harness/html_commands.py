@@ -17,11 +17,12 @@ from harness.errors import HarnessError
 # harness report RUN
 
 
-def add_report_parser(subparsers) -> None:
+def add_report_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("report", help="re-render report.md and report.html from a run folder (old runs too)")
     p.add_argument("run", help="run folder, runs/SPEC/latest, runs/SPEC or a spec name")
     p.add_argument("--no-html", action="store_true", help="only report.md")
     p.set_defaults(func=run_report)
+    return p
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -45,12 +46,13 @@ def run_report(args: argparse.Namespace) -> int:
 # harness history SPEC
 
 
-def add_history_parser(subparsers) -> None:
+def add_history_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("history", help="an index page of all runs of a spec: each figure over time, links to each report")
     p.add_argument("spec", help="a spec name (rotten_tomatoes), a spec file (specs/x.yaml) or its runs folder (runs/x)")
     p.add_argument("--runs", default="runs", help="the runs folder (default runs)")
     p.add_argument("--out", help="the page to write (default RUNS/SPEC/index.html)")
     p.set_defaults(func=run_history)
+    return p
 
 
 def _spec_runs_folder(argument: str, runs_root: Path) -> tuple[str, Path]:

@@ -122,7 +122,7 @@ def history_page(spec_name: str, runs: list[tuple[Path, dict]], out_path: Path) 
         link = (f'<a href="{esc(Path(rel).as_posix())}">{esc(run_dir.name)}</a>' if report.is_file()
                 else f'{esc(run_dir.name)} <span class="muted">(no report.html: harness report {esc(run_dir)})</span>')
         ds = run.get("dataset") or {}
-        table.append(f'<tr><td>{link}</td><td>{esc(run.get("started_at", ""))}</td><td class="num">{len(results)}</td>'
+        table.append(f'<tr><td>{link}</td><td>{esc(run.get("status", "–"))}</td><td>{esc(run.get("started_at", ""))}</td><td class="num">{len(results)}</td>'
                      f'<td class="num">{esc(ds.get("rows_used", "–"))}</td><td><code>{esc(str(ds.get("sha256") or "")[:12])}</code></td>'
                      f'<td>{esc(_row_label(best) if best else "–")}</td><td class="num">{pct(best["accuracy"] if best else None)}</td></tr>')
     body = f"""
@@ -131,7 +131,7 @@ def history_page(spec_name: str, runs: list[tuple[Path, dict]], out_path: Path) 
 <div class="figset show-accuracy">{"".join(charts)}</div>
 <p class="note">One line per model × prompt; a gap is a run without that row. Runs on different dataset rows (see the sha256 column) are not
 strictly comparable.</p></section>
-<section id="runs"><h2>Runs (newest first)</h2><table class="data" id="runs-table"><thead><tr><th>run</th><th>started</th><th>rows</th><th>examples</th>
+<section id="runs"><h2>Runs (newest first)</h2><table class="data" id="runs-table"><thead><tr><th>run</th><th>status</th><th>started</th><th>rows</th><th>examples</th>
 <th>dataset sha256</th><th>best row</th><th>its accuracy</th></tr></thead><tbody>{"".join(table)}</tbody></table></section>"""
     return page(f"history · {spec_name}", body, None, nav=[("trends", "trends"), ("runs", "runs")])
 

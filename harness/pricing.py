@@ -127,8 +127,28 @@ def load_price_file(path: str | Path) -> dict[str, Price]:
     return prices
 
 
+# The hosts the built-in list prices are for; a model served elsewhere (127.0.0.1, a vLLM box, a
+# proxy) under the same model name is not billed at them.
+HOSTED_HOSTS = {"openai": "api.openai.com", "groq": "api.groq.com"}
+
+
+def served_by_list_price_host(model: Any) -> bool:
+    """Whether the model's requests go to the hosted API the built-in table prices."""
+    from urllib.parse import urlsplit
+
+    provider = getattr(model, "provider", "")
+    host = HOSTED_HOSTS.get(provider)
+    if host is None:
+        return False
+    url = getattr(model, "base_url", None) or os.environ.get(f"{provider.upper()}_BASE_URL")
+    if not url:
+        return True  # the provider's default URL is the hosted API
+    return (urlsplit(url.strip()).hostname or "").lower() == host
+
+
 def price_for(model: Any, user_prices: dict[str, Price] | None = None) -> Price | None:
-    """The price of a spec `Model` (see the module docstring for the order), batch discount applied."""
+    """The price of a spec `Model` (see the module docstring for the order), batch discount applied.
+    Built-in list prices apply only to a model served by the hosted API they list."""
     price: Price | None = None
     spec_price = getattr(model, "price", None)
     key = f"{model.provider}:{model.model}"
@@ -143,7 +163,7 @@ def price_for(model: Any, user_prices: dict[str, Price] | None = None) -> Price 
             if candidate in user_prices:
                 price = user_prices[candidate]
                 break
-            if candidate in BUILTIN_PRICES:
+            if candidate in BUILTIN_PRICES and served_by_list_price_host(model):
                 price = Price(*BUILTIN_PRICES[candidate])
                 break
     if price is not None and (getattr(model, "options", None) or {}).get("batch"):

@@ -24,6 +24,8 @@ from harness.records import Example
 from harness.spec import Prompt, Spec
 
 ROLE_BLOCKS = ("system", "user")
+# A rendered block larger than this is a runaway loop (`range()` nested in `range()`), not a prompt.
+MAX_BLOCK_CHARS = 1_000_000
 SHOT_BLOCKS = ("shot_user", "shot_assistant")
 
 
@@ -76,11 +78,17 @@ class PromptRenderer:
                 f"{self.prompt.template!r} not found (looked for {self.path}); paths resolve "
                 "against the spec's folder, then its parent"
             )
+        from harness.files import read_text
+
+        read_text(self.path, "template", max_bytes=1_000_000)  # not UTF-8 / too big: a clear error
         env = _environment(self.path.parent)
         try:
             template = env.get_template(self.path.name)
         except TemplateSyntaxError as exc:
-            raise HarnessError(f"{self.path}:{exc.lineno}: template syntax error: {exc.message}") from None
+            where = exc.filename or self.path
+            raise HarnessError(f"{where}:{exc.lineno}: template syntax error: {exc.message}") from None
+        except UnicodeDecodeError as exc:  # an included file that is not UTF-8
+            raise HarnessError(f"{self.path}: a file it includes is not UTF-8 ({exc.reason}); save it as UTF-8") from None
         except TemplateNotFound:  # pragma: no cover - checked above
             raise HarnessError(f"{self.path}: template not found") from None
         if "user" not in template.blocks:
@@ -96,7 +104,7 @@ class PromptRenderer:
                 f"{', '.join(ROLE_BLOCKS + SHOT_BLOCKS)}"
             )
         if self.prompt.few_shot.k and not set(SHOT_BLOCKS) <= set(template.blocks):
-            if "examples" not in self.path.read_text(encoding="utf-8"):
+            if "examples" not in read_text(self.path, "template"):
                 raise HarnessError(
                     f"{self.path}: prompt {self.prompt.name!r} asks for few_shot.k="
                     f"{self.prompt.few_shot.k} but the template neither defines the blocks "
@@ -118,8 +126,6 @@ class PromptRenderer:
         }
 
     def render(self, example: Example, shots: list[Example] = ()) -> list[dict[str, str]]:
-        from jinja2 import TemplateError
-
         shot_vars = [self._shot(s) for s in shots]
         variables = {
             "text": example.text,
@@ -144,17 +150,42 @@ class PromptRenderer:
                         {"role": "assistant", "content": self._block("shot_assistant", shot_context)}
                     )
             messages.append({"role": "user", "content": self._block("user", variables)})
-        except TemplateError as exc:
+        except HarnessError:
+            raise
+        except RecursionError:
+            raise HarnessError(
+                f"{self.path}: the template includes or calls itself without end (RecursionError while "
+                f"rendering example {example.id}); remove the self-include"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - any error a template raises is the template's
+            # ZeroDivisionError, a bad format spec, the sandbox's range limit (OverflowError),
+            # a SecurityError, an undefined variable: one line naming the template line.
             line = _template_line(self.template)
             where = f"{self.path}:{line}" if line else str(self.path)
+            message = str(exc)
+            message = message if len(message) <= 300 else message[:300] + "…"
             raise HarnessError(
-                f"{where}: {type(exc).__name__}: {exc} (while rendering example {example.id}; "
+                f"{where}: {type(exc).__name__}: {message} (while rendering example {example.id}; "
                 "variables: text, item, labels, label_names, examples, schema, mode, task, shot)"
             ) from None
+        if not messages[-1]["content"].strip():
+            raise HarnessError(
+                f"{self.path}: the user block renders empty for example {example.id}; a prompt must "
+                f"send the model something (check `{{% block user %}}` and the fields it uses)"
+            )
         return messages
 
     def _block(self, name: str, variables: dict[str, Any]) -> str:
         if name not in self.template.blocks:
             return ""
         context = self.template.new_context(variables)
-        return "".join(self.template.blocks[name](context)).strip()
+        parts, size = [], 0
+        for part in self.template.blocks[name](context):
+            parts.append(part)
+            size += len(part)
+            if size > MAX_BLOCK_CHARS:
+                raise HarnessError(
+                    f"{self.path}: block {name} renders over {MAX_BLOCK_CHARS:,} characters; a loop "
+                    f"runs away (e.g. a large or nested range())"
+                )
+        return "".join(parts).strip()

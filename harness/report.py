@@ -270,6 +270,9 @@ def markdown_report(run: dict, metrics: list[dict], suites: list[dict] | None = 
     if run.get("command"):
         lines += ["", "```", str(run["command"]), "```"]
     lines.append("")
+    from harness.runs import status_markdown  # complete / incomplete and why, throttling
+
+    lines += status_markdown(run)
 
     lines += ["## Summary", ""]
     if metrics:

@@ -59,10 +59,30 @@ class PreparedPrompt:
     response_format: dict | None
 
 
+def check_models(spec: Spec) -> None:
+    """Each spec model's provider name and options, checked by the provider itself, the error
+    pointing at the spec line (`file:line: models[0].options.x: ...`)."""
+    for i, model in enumerate(spec.models):
+        try:
+            cls = get_provider_class(model.provider)
+        except HarnessError as exc:
+            raise spec.error_at(("models", i, "provider"), str(exc)) from None
+        try:
+            cls(model)
+        except HarnessError as exc:
+            message = str(exc).removeprefix(f"model {model.id}: ")
+            option = next((key for key in model.options if message.startswith(f"options.{key}:")), None)
+            loc = ("models", i, "options", option) if option else ("models", i)
+            if option:
+                message = message.removeprefix(f"options.{option}: ")
+            raise spec.error_at(loc, message) from None
+
+
 class Prepared:
     """A spec made ready to run: data loaded, templates compiled, the answer contract built."""
 
     def __init__(self, spec: Spec, *, limit: int | None = None, prompt_names: list[str] | None = None):
+        check_models(spec)
         self.spec = spec
         self.contract = AnswerContract(spec)
         self.prompts = [
@@ -372,6 +392,73 @@ class RunOutcome:
     # harness.suites.score_suites: pass rate and failures per suite and model x prompt
     suites: list[dict] = field(default_factory=list)
 
+    @property
+    def complete(self) -> bool:
+        return self.run.get("status") == "complete"
+
+
+def decide_status(
+    results: list[ModelResult],
+    baseline_results: list,
+    predictions: list[Prediction],
+    *,
+    max_error_share: float,
+    strict: bool,
+    interrupted: bool = False,
+) -> tuple[str, list[str], list[str]]:
+    """(status, reasons, warnings) of a finished run. Incomplete means its figures do not describe
+    the planned run: it was interrupted, a replay missed, a model was stopped, nothing ran, or a
+    model's api_error share is above `max_error_share`. A model skipped for a missing key while
+    others ran is a warning, or a reason with `strict`."""
+    reasons: list[str] = []
+    warnings: list[str] = []
+    if interrupted:
+        reasons.append("interrupted before the end: the figures cover only what finished")
+    misses = sum(len(r.cache_misses) for r in results)
+    if misses:
+        reasons.append(f"replay: {misses} request(s) had no stored response")
+    for r in results:
+        if r.stopped:
+            reasons.append(f"model {r.model} stopped ({r.not_sent} requests not sent): {r.stopped}")
+    skipped = [r for r in results if r.skipped] + [r for r in baseline_results if getattr(r, "skipped", None)]
+    for r in skipped:
+        name = getattr(r, "model", None) or getattr(r, "id", "?")
+        (reasons if strict else warnings).append(f"{name} skipped: {r.skipped}")
+    ran_models = [r for r in results if not r.skipped]
+    ran_baselines = [r for r in baseline_results if not getattr(r, "skipped", None)]
+    if not predictions or (not ran_models and not ran_baselines):
+        reasons.append("nothing ran: every model and baseline was skipped")
+    per_model: dict[str, list[int]] = {}
+    llm_ids = {r.model for r in ran_models if not r.stopped}  # a stopped model is reported once, above
+    for p in predictions:
+        if p.model in llm_ids:
+            counts = per_model.setdefault(p.model, [0, 0])
+            counts[0] += p.outcome == "api_error"
+            counts[1] += 1
+    for model, (errors, total) in per_model.items():
+        if total and errors / total > max_error_share:
+            reasons.append(
+                f"model {model}: {errors} of {total} requests ({errors / total:.0%}) ended in api_error, "
+                f"above the {max_error_share:.0%} allowed (run.max_error_share / --max-error-share)"
+            )
+    return ("incomplete" if reasons else "complete"), reasons, warnings
+
+
+async def replay_precheck(prepared: Prepared, models: list[Model], cache: Any) -> tuple[list[dict], int]:
+    """Every request a replay will make, looked up before any model or baseline work: the misses
+    as {"model", "prompt", "example_id"} (empty when the replay can answer everything)."""
+    from harness.cache import cache_key, find_misses
+
+    planned = []
+    for model in models:
+        provider = get_provider_class(model.provider)(model)
+        for pp in prepared.prompts:
+            for example in prepared.eval.examples:
+                material = cache_material(provider, request_body(prepared, pp, example, model, provider))
+                planned.append({"model": model.id, "prompt": pp.prompt.name, "example_id": example.id,
+                                "material": material, "key": cache_key(material)})
+    return await find_misses(cache, planned), len(planned)
+
 
 def update_latest(run_dir: Path) -> None:
     """Point `runs/SPEC/latest` at this run (a relative symlink, replaced atomically), so
@@ -400,6 +487,8 @@ async def run_eval(
     progress: Any = None,
     log: Callable[[str], None] = lambda message: None,
     baselines: list | None = None,  # list[spec.Baseline]; None = the spec's, [] = none
+    max_error_share: float | None = None,  # None = the spec's run.max_error_share
+    strict: bool | None = None,  # None = the spec's run.strict
 ) -> RunOutcome:
     from harness.baselines.run import add_baseline_figures
     from harness.coverage import add_coverage
@@ -416,6 +505,17 @@ async def run_eval(
     chosen_baselines = list(spec.baselines) if baselines is None else list(baselines)
     if not selected and not chosen_baselines:
         raise HarnessError("no models to run: add `models:` to the spec or pass --model PROVIDER:MODEL")
+    if cache is not None and getattr(cache, "replay", False) and selected:
+        # Before any model or baseline work (embedding can take minutes): a replay that cannot
+        # answer everything stops here, with no run folder and `latest` untouched.
+        from harness.cache import miss_summary
+        from harness.errors import CacheMissError
+
+        misses, planned = await replay_precheck(prepared, selected, cache)
+        if misses:
+            error = CacheMissError(miss_summary(misses, cache.describe()["source"], total=planned))
+            error.misses = misses
+            raise error
 
     run_dir = out_dir or default_run_dir(spec)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -432,6 +532,8 @@ async def run_eval(
     t0 = time.perf_counter()
     writer = PredictionWriter(run_dir / "predictions.jsonl", annotate=prepared.annotate)
     results: list[ModelResult] = []
+    baseline_results = []
+    interrupted: BaseException | None = None
     try:
         for model in selected:
             provider = get_provider_class(model.provider)(model)
@@ -446,13 +548,16 @@ async def run_eval(
             # A model stopped by a fatal error (see FATAL_ERROR_KINDS) is reported once, in
             # run["stopped"], not once per example.
             results.append(await run_model(prepared, model, provider, writer, cache=cache, on_result=on_result))
-        baseline_results = []
         if chosen_baselines:  # after the LLMs, into the same predictions.jsonl (harness.baselines)
             from harness.baselines import run_baselines
 
             baseline_results = run_baselines(
                 spec, prepared.run_examples, chosen_baselines, writer.write, progress=progress, log=log
             )
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        # Ctrl-C / SIGTERM: what finished is scored and written, marked incomplete, then the
+        # interrupt goes on (exit 130). A SIGKILL leaves no metrics.json: the run reads as unfinished.
+        interrupted = exc
     finally:
         writer.close()
     wall_s = round(time.perf_counter() - t0, 3)
@@ -497,10 +602,24 @@ async def run_eval(
     }
     if cache is not None and hasattr(cache, "describe"):
         run["cache"] = cache.describe()
+    status, reasons, warnings = decide_status(
+        results, baseline_results, predictions,
+        max_error_share=spec.run.max_error_share if max_error_share is None else max_error_share,
+        strict=spec.run.strict if strict is None else strict,
+        interrupted=interrupted is not None,
+    )
+    run["status"] = status
+    run["status_reasons"] = reasons
+    run["status_warnings"] = warnings
     write_run_files(run_dir, run, metrics, suites=suites)
-    from harness.html_report import write_html_report
+    try:  # the page is a view of the files just written: a bug in it must not lose the run
+        from harness.html_report import write_html_report
 
-    write_html_report(run_dir)
-    if out_dir is None:
+        write_html_report(run_dir)
+    except Exception as exc:  # noqa: BLE001
+        log(f"report.html not written ({type(exc).__name__}: {exc}); `harness report {run_dir}` retries")
+    if out_dir is None and status == "complete":  # `latest` only ever names a complete run
         update_latest(run_dir)
+    if interrupted is not None:
+        raise interrupted
     return RunOutcome(run_dir, metrics, run, [m for r in results for m in r.cache_misses], suites)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.records import Prediction, read_predictions
+from harness.files import read_text
+from harness.records import OUTCOMES, Prediction
 
 RUNS_ROOT = Path("runs")
 
@@ -23,13 +24,47 @@ def _natural(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def finished_runs(folder: Path) -> list[Path]:
-    """Run folders under a spec's runs folder that have metrics.json, oldest first."""
+def finished_runs(folder: Path, complete_only: bool = False) -> list[Path]:
+    """Run folders under a spec's runs folder that have metrics.json, oldest first (with
+    `complete_only`, only those whose status is complete)."""
     runs = [p for p in Path(folder).iterdir() if p.is_dir() and not p.is_symlink() and (p / "metrics.json").is_file()]
+    if complete_only:
+        runs = [p for p in runs if run_status(p)[0] == "complete"]
     return sorted(runs, key=lambda p: _natural(p.name))
 
 
-def resolve_run_dir(argument: str | Path, runs_root: Path = RUNS_ROOT) -> Path:
+def run_status(run_dir: Path) -> tuple[str, list[str]]:
+    """(status, reasons) recorded in a run's metrics.json. Runs written before statuses existed
+    count as complete; an unreadable file counts as incomplete."""
+    try:
+        run = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8")).get("run") or {}
+    except (OSError, ValueError, AttributeError):
+        return "incomplete", ["metrics.json cannot be read"]
+    if not isinstance(run, dict):
+        return "incomplete", ["metrics.json has no run part"]
+    return str(run.get("status", "complete")), [str(r) for r in run.get("status_reasons") or []]
+
+
+def _refuse_incomplete(run_dir: Path, argument: str | Path) -> None:
+    status, reasons = run_status(run_dir)
+    if status != "complete":
+        raise HarnessError(
+            f"{argument}: the run {run_dir} is {status} ({'; '.join(reasons[:3]) or 'no reason recorded'}); "
+            f"its figures are not a real result. Rerun it, or pass --allow-incomplete to use it anyway"
+        )
+
+
+def resolve_run_dir(argument: str | Path, runs_root: Path = RUNS_ROOT, allow_incomplete: bool = True) -> Path:
+    """The run folder an argument names. A spec's runs folder means its `latest` (always a complete
+    run), else its newest complete run (any finished run with `allow_incomplete`). A run named
+    directly is refused when incomplete unless `allow_incomplete`."""
+    run_dir = _resolve(argument, runs_root, allow_incomplete)
+    if not allow_incomplete:
+        _refuse_incomplete(run_dir, argument)
+    return run_dir
+
+
+def _resolve(argument: str | Path, runs_root: Path, allow_incomplete: bool) -> Path:
     path = Path(argument)
     if not path.exists() and not path.is_absolute() and (runs_root / path).exists():
         path = runs_root / path
@@ -47,8 +82,11 @@ def resolve_run_dir(argument: str | Path, runs_root: Path = RUNS_ROOT) -> Path:
     latest = path / "latest"
     if (latest / "metrics.json").is_file():
         return latest.resolve()
-    runs = finished_runs(path)
+    runs = finished_runs(path, complete_only=not allow_incomplete)
     if not runs:
+        if not allow_incomplete and finished_runs(path):
+            raise HarnessError(f"{argument}: holds no complete run (every run is incomplete); "
+                               f"pass --allow-incomplete to use the newest anyway")
         raise HarnessError(f"{argument}: holds no finished run (no */metrics.json)")
     return runs[-1].resolve()
 
@@ -67,7 +105,7 @@ class RunData:
             path = self.dir / "predictions.jsonl"
             if not path.is_file():
                 raise HarnessError(f"{self.dir}: predictions.jsonl is missing")
-            self._predictions = read_predictions(path)
+            self._predictions = read_run_predictions(path)
         return self._predictions
 
     @property
@@ -84,20 +122,120 @@ class RunData:
 
 
 def _read_json(path: Path) -> Any:
+    text = read_text(path, "run file")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise HarnessError(f"{path}: cannot read it: {exc}") from None
+        return json.loads(text)
+    except ValueError as exc:
+        raise HarnessError(f"{path}: not valid JSON ({exc}); the run folder is damaged: rerun it") from None
 
 
-def load_run(argument: str | Path, runs_root: Path = RUNS_ROOT) -> RunData:
-    run_dir = resolve_run_dir(argument, runs_root)
-    payload = _read_json(run_dir / "metrics.json")
-    if not isinstance(payload, dict) or "results" not in payload:
-        raise HarnessError(f"{run_dir / 'metrics.json'}: not a run's metrics file (no `results`)")
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+# Structural checks of a run folder's files. Kept as plain checks in one place so they can become
+# the typed result models (metrics rows) without changing any caller.
+_ROW_TEXT = ("model", "prompt")
+_ROW_NUMBERS = ("accuracy", "macro_f1", "n")
+
+
+def validate_metrics(payload: Any, path: Path) -> tuple[dict, list[dict]]:
+    """(run, results) of a metrics.json, or HarnessError naming the file and the first wrong shape."""
+    def bad(where: str, what: str):
+        return HarnessError(f"{path}: {where}: {what}; this is not a metrics.json written by `harness eval` "
+                            f"(rerun the run, or pass another run folder)")
+
+    if not isinstance(payload, dict):
+        raise bad("top level", f"expected an object with `run` and `results`, got {_type_name(payload)}")
+    if "results" not in payload:
+        raise bad("top level", "no `results`")
+    run, results = payload.get("run") or {}, payload["results"]
+    if not isinstance(run, dict):
+        raise bad("run", f"expected an object, got {_type_name(run)}")
+    if not isinstance(results, list):
+        raise bad("results", f"expected a list of rows, got {_type_name(results)}")
+    for i, row in enumerate(results):
+        if not isinstance(row, dict):
+            raise bad(f"results[{i}]", f"expected an object, got {_type_name(row)}")
+        for key in _ROW_TEXT:
+            if not isinstance(row.get(key), str):
+                raise bad(f"results[{i}].{key}", f"expected a string, got {_type_name(row.get(key))}")
+        for key in _ROW_NUMBERS:
+            value = row.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise bad(f"results[{i}].{key}", f"expected a number, got {_type_name(value)}")
+        for key in ("per_class", "confusion", "outcomes"):
+            if row.get(key) is not None and not isinstance(row[key], dict):
+                raise bad(f"results[{i}].{key}", f"expected an object, got {_type_name(row[key])}")
+    return run, results
+
+
+def read_run_predictions(path: Path) -> list[Prediction]:
+    """A run's predictions.jsonl, each line checked: an object with string example_id, model,
+    prompt and a known outcome. A torn last line (a kill mid-write) is skipped, as the runner does."""
+    text = read_text(path, "predictions file")
+    lines = text.splitlines()
+    out = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines):
+                continue  # torn by a kill mid-write
+            raise HarnessError(f"{path}:{number}: not valid JSON; predictions.jsonl holds one JSON object per line") from None
+        if not isinstance(record, dict):
+            raise HarnessError(f"{path}:{number}: expected a JSON object, got {_type_name(record)}")
+        for key in ("example_id", "model", "prompt"):
+            if not isinstance(record.get(key), str):
+                raise HarnessError(f"{path}:{number}: {key}: expected a string, got {_type_name(record.get(key))}")
+        if record.get("outcome") not in OUTCOMES:
+            raise HarnessError(f"{path}:{number}: outcome: {str(record.get('outcome'))[:40]!r} is not one of {', '.join(OUTCOMES)}")
+        gold = record.get("gold")
+        if not (isinstance(gold, str) or (isinstance(gold, list) and all(isinstance(g, str) for g in gold))):
+            raise HarnessError(f"{path}:{number}: gold: expected a label or a list of labels, got {_type_name(gold)}")
+        out.append(Prediction.from_dict(record))
+    return out
+
+
+def load_run(argument: str | Path, runs_root: Path = RUNS_ROOT, allow_incomplete: bool = True) -> RunData:
+    # Resolved first without the status check: a damaged metrics.json is named as such below,
+    # not reported as an "incomplete" run.
+    run_dir = _resolve(argument, runs_root, allow_incomplete)
+    path = run_dir / "metrics.json"
+    run, results = validate_metrics(_read_json(path), path)
+    if not allow_incomplete:
+        _refuse_incomplete(run_dir, argument)
     resolved_path = run_dir / "spec.resolved.json"
     resolved = _read_json(resolved_path) if resolved_path.is_file() else None
-    return RunData(run_dir, payload.get("run") or {}, payload["results"], resolved)
+    if resolved is not None and not isinstance(resolved, dict):
+        raise HarnessError(f"{resolved_path}: expected an object (the run's spec), got {_type_name(resolved)}")
+    return RunData(run_dir, run, results, resolved)
+
+
+def runs_to_compare(run_a: str, run_b: str | None, allow_incomplete: bool = False) -> tuple[RunData, RunData]:
+    """The two runs `harness compare` reads: two named runs, or with one argument a spec's two
+    newest finished (complete, unless `allow_incomplete`) runs. Both are checked before any figure."""
+    if run_b is None:
+        folder = Path(run_a)
+        if not folder.is_dir() and (RUNS_ROOT / run_a).is_dir():
+            folder = RUNS_ROOT / run_a
+        if not folder.is_dir() or (folder / "metrics.json").exists():
+            raise HarnessError(f"{run_a}: with one argument, pass a spec's runs folder (runs/SPEC) or spec name")
+        runs = finished_runs(folder, complete_only=not allow_incomplete)
+        if len(runs) < 2:
+            kind = "finished" if allow_incomplete else "complete"
+            raise HarnessError(f"{folder}: needs two {kind} runs to compare, found {len(runs)}"
+                               + ("" if allow_incomplete else " (--allow-incomplete counts incomplete ones)"))
+        a, b = load_run(runs[-2]), load_run(runs[-1])
+    else:
+        a = load_run(run_a, allow_incomplete=allow_incomplete)
+        b = load_run(run_b, allow_incomplete=allow_incomplete)
+    if a.dir == b.dir:
+        raise HarnessError(f"both arguments are the same run ({a.dir})")
+    _ = (a.predictions, b.predictions)  # read and checked now, so a damaged file is an error before any figure
+    return a, b
 
 
 def spec_of_run(data: RunData):
@@ -112,3 +250,41 @@ def spec_of_run(data: RunData):
     if spec_path:
         spec._path = Path(spec_path)
     return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# What a run's `run` part says about itself (console, report.md, step summary)
+
+
+def throttle_notes(run: dict) -> list[str]:
+    """One line per model the provider throttled (429s), from run.requests[*].scheduling."""
+    notes = []
+    for model, counts in (run.get("requests") or {}).items():
+        sched = (counts or {}).get("scheduling") if isinstance(counts, dict) else None
+        if not isinstance(sched, dict) or not sched.get("throttled"):
+            continue
+        notes.append(
+            f"{model} was throttled: {sched['throttled']} response(s) 429, {float(sched.get('waited_s') or 0):.0f} s "
+            f"waited, concurrency lowered to {sched.get('lowest_limit')} of {sched.get('maximum')}"
+        )
+    return notes
+
+
+def status_markdown(run: dict) -> list[str]:
+    """The status section of report.md and of the GitHub step summary."""
+    status = run.get("status")
+    if status is None:
+        return []
+    lines = [f"**Status:** {status}", ""]
+    for reason in run.get("status_reasons") or []:
+        lines.append(f"- {reason}")
+    for warning in run.get("status_warnings") or []:
+        lines.append(f"- warning: {warning}")
+    for note in throttle_notes(run):
+        lines.append(f"- {note}")
+    if len(lines) > 2:
+        lines.append("")
+    if status != "complete":
+        lines += ["The figures below do not describe the planned run: they are not a result to compare "
+                  "with (`compare`, `check` and `curve` refuse this run unless `--allow-incomplete`).", ""]
+    return lines

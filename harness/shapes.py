@@ -22,7 +22,7 @@ accept and check shape names, and `harness.validate` builds answers from it.
 
 from __future__ import annotations
 
-import importlib
+from pathlib import Path
 import re
 from abc import ABC, abstractmethod
 from typing import Annotated, Any, ClassVar, Literal, Optional
@@ -214,14 +214,11 @@ class UserModelShape(OutputShape):
         return self._cls
 
     def _import(self) -> type[BaseModel]:
-        module_name, _, class_name = self.target.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as exc:
-            raise HarnessError(
-                f"output.shape: cannot import {self.target!r}: {exc}; give `module:Class` of a "
-                "Pydantic model importable from the working directory"
-            ) from None
+        from harness.files import import_object  # next to the spec, the working directory, installed
+
+        spec_path = getattr(self.spec, "path", None)
+        folders = [p for p in (spec_path.parent if spec_path else None, Path.cwd()) if p is not None]
+        cls = import_object(self.target, folders, f"{spec_path}: output.shape" if spec_path else "output.shape")
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
             raise HarnessError(f"output.shape: {self.target!r} is not a Pydantic model class")
         if self.field not in cls.model_fields:

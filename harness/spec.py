@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 import types
 import typing
 from pathlib import Path
@@ -146,6 +147,16 @@ class Model(_Strict):
     def id(self) -> str:
         return self.name or f"{self.provider}:{self.model}"
 
+    @model_validator(mode="after")
+    def _url_scheme(self) -> "Model":
+        if self.base_url is not None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.base_url.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise _At(("base_url",), f"{self.base_url!r}: expected an http(s) URL such as http://127.0.0.1:8080/v1")
+        return self
+
 
 # A baseline entry is one of the kinds in harness/baselines (each kind's class is its schema),
 # chosen by `kind`. `Baseline` is their common base class.
@@ -220,6 +231,15 @@ class Suite(_Strict):
         return self
 
 
+class RunSettings(_Strict):
+    max_error_share: float = Field(
+        0.05, ge=0, le=1,
+        description="A model whose share of api_error answers is above this makes the run incomplete "
+        "(exit 4). `harness eval --max-error-share` overrides it.",
+    )
+    strict: bool = Field(False, description="A model skipped for a missing key makes the run incomplete (exit 4).")
+
+
 class Spec(_Strict):
     name: Name
     description: str = ""
@@ -241,12 +261,23 @@ class Spec(_Strict):
         description="Edge-case suites: hand-written cases with expected labels, evaluated with the same "
         "prompts and models and reported per suite (pass rate, failures), outside the main metrics.",
     )
+    run: RunSettings = Field(default_factory=RunSettings)
 
     _path: Path | None = PrivateAttr(None)
+    _lines: dict = PrivateAttr(default_factory=dict)  # key path -> line in the spec file
 
     @property
     def path(self) -> Path | None:
         return self._path
+
+    def error_at(self, loc: tuple, message: str) -> SpecError:
+        """A SpecError at the line of `loc` (its deepest part present in the file), for checks made
+        after loading (provider names and options are known only to the providers)."""
+        known: tuple = ()
+        for part in loc:
+            if known + (part,) in self._lines:
+                known = known + (part,)
+        return SpecError(str(self._path or "<spec>"), [(self._lines.get(known), _dotted(loc), message)])
 
     @property
     def label_names(self) -> list[str]:
@@ -345,6 +376,13 @@ def _unique(values: list[str], field: str, key: str, message: str) -> None:
 # Loading YAML with line numbers
 
 
+# Bounds on a spec's YAML, checked while walking the node graph (before anything is expanded):
+# aliases share nodes, so a 500-byte file can otherwise stand for billions of values.
+MAX_SPEC_BYTES = 1_000_000
+MAX_NODES = 50_000
+MAX_DEPTH = 40
+
+
 class _Located:
     """The parsed YAML plus the line of every key path, for pointing errors at lines."""
 
@@ -352,6 +390,10 @@ class _Located:
         self.path = path
         self.lines: dict[tuple, int] = {}
         self.problems: list[tuple[int | None, str, str]] = []
+        self._nodes = 0
+        self._open: set[int] = set()  # nodes being walked: an alias to one of them is a cycle
+        if len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
+            raise SpecError(path, [(None, "", f"the file is over {MAX_SPEC_BYTES // 1_000_000} MB; a spec is a short YAML file")])
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
@@ -363,12 +405,29 @@ class _Located:
             raise SpecError(path, [(None, "", "the file is empty; a spec is a YAML mapping")])
         self.data = self._walk(node, ())
 
+    def _bound(self, node: yaml.Node, path: tuple) -> None:
+        self._nodes += 1
+        line = node.start_mark.line + 1
+        if self._nodes > MAX_NODES:
+            raise SpecError(self.path, [(line, _dotted(path), f"the spec expands to over {MAX_NODES:,} values "
+                                         f"(YAML aliases repeating aliases?); write the values out")])
+        if len(path) > MAX_DEPTH:
+            raise SpecError(self.path, [(line, _dotted(path[:MAX_DEPTH]), f"nested over {MAX_DEPTH} levels deep")])
+        if id(node) in self._open:
+            raise SpecError(self.path, [(line, _dotted(path), "a YAML alias refers to a value that contains "
+                                         "it (a recursive anchor); write the value out")])
+
     def _walk(self, node: yaml.Node, path: tuple) -> Any:
+        self._bound(node, path)
         # A key keeps its own line: `dataset:` rather than the first line of its block below.
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
+            self._open.add(id(node))
             out: dict = {}
             for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise SpecError(self.path, [(key_node.start_mark.line + 1, _dotted(path),
+                                                 "a key must be plain text, not a list or mapping")])
                 key = _scalar(key_node)
                 if key in out:
                     self.problems.append(
@@ -376,10 +435,18 @@ class _Located:
                     )
                 self.lines[path + (key,)] = key_node.start_mark.line + 1
                 out[key] = self._walk(value_node, path + (key,))
+            self._open.discard(id(node))
             return out
         if isinstance(node, yaml.SequenceNode):
-            return [self._walk(item, path + (i,)) for i, item in enumerate(node.value)]
-        return _scalar(node)
+            self._open.add(id(node))
+            items = [self._walk(item, path + (i,)) for i, item in enumerate(node.value)]
+            self._open.discard(id(node))
+            return items
+        try:
+            return _scalar(node)
+        except yaml.YAMLError as exc:  # e.g. a malformed !!timestamp or an unknown tag
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise SpecError(self.path, [(node.start_mark.line + 1, _dotted(path), f"YAML: {problem}")]) from None
 
     def line_of(self, loc: tuple) -> tuple[int | None, tuple]:
         """Line of the deepest key path in `loc` that exists in the file, and that path."""
@@ -530,17 +597,25 @@ def parse_spec(text: str, path: str = "<spec>") -> Spec:
         for problem in problems:
             seen.setdefault(problem[1], problem)
         raise SpecError(path, sorted(seen.values(), key=lambda p: (p[0] or 0, p[1]))) from None
+    spec._lines = located.lines
     return spec
 
 
 def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError(str(path), [(None, "", f"the file is over {MAX_SPEC_BYTES // 1_000_000} MB; a spec is a short YAML file")])
+        data = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(str(path), [(None, "", "no such file; pass the path to a spec YAML")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(str(path), [(None, "", f"cannot read the file: {exc}")]) from None
+    except IsADirectoryError:
+        raise SpecError(str(path), [(None, "", "is a folder; pass the path to a spec YAML file")]) from None
+    except OSError as exc:
+        raise SpecError(str(path), [(None, "", f"cannot read the file: {exc.strerror or exc}")]) from None
+    from harness.files import decode_utf8
+
+    text = decode_utf8(data, path, "spec")
     spec = parse_spec(text, str(path))
     spec._path = path.resolve()
     return spec
@@ -552,3 +627,4 @@ def json_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "harness task spec"
     return schema
+

@@ -179,8 +179,10 @@ def test_model_flag_replaces_the_spec_models_and_skips_without_a_key(tmp_path):
         "--limit", "4", "--out", str(run_dir), "--quiet", "--no-baselines",
         env={"HARNESS_CACHE_DIR": str(tmp_path / "cache")}, unset=("OPENAI_API_KEY", "OPENAI_BASE_URL"),
     )
-    assert result.returncode == 0, result.stderr
+    # every model skipped: nothing ran, so the run is incomplete (exit 4), not a 0% result
+    assert result.returncode == 4, result.stderr
     assert "Traceback" not in result.stderr
+    assert "nothing ran" in result.stdout
     # One line per skipped model, with the reason.
     assert "skipped openai:gpt-4o-mini: OPENAI_API_KEY is not set\n" in result.stdout
     assert "skipped openai:gpt-4.1-nano: OPENAI_API_KEY is not set\n" in result.stdout
@@ -199,6 +201,8 @@ def test_model_flag_replaces_the_spec_models_and_skips_without_a_key(tmp_path):
     assert all(m["params"] == spec_params for m in resolved["models"])
     assert resolved["dataset"]["limit"] == 4
     assert json.loads((run_dir / "dataset.json").read_text())["rows_used"] == 4
+    run = json.loads((run_dir / "metrics.json").read_text())["run"]
+    assert run["status"] == "incomplete" and any("nothing ran" in r for r in run["status_reasons"])
     assert (run_dir / "predictions.jsonl").read_text() == ""
     report = (run_dir / "report.md").read_text()
     assert "- `openai:gpt-4o-mini`: OPENAI_API_KEY is not set" in report

