@@ -9,7 +9,7 @@ Without --run, the 1066-example run folder is SYNTHESISED: the real rotten_tomat
 and gold labels, three LLM rows (json_schema, json_object, bare_label) whose answers mimic the
 recorded SmolLM2 ones (mostly "negative", 13% truncated in json_object, pretty-printed raw text,
 latencies and tokens), and four baseline rows with label probabilities; then scored by the real
-pipeline (score_run, add_coverage, add_intervals) and written by write_run_files. The fixture
+pipeline (harness.metrics.assemble.build_rows) and written by write_run_files. The fixture
 holds answers for 300 examples only, so a replay cannot fill 1066; the figures measure the page
 builder, not any model. With --run DIR, that run folder is measured as it is (e.g. the main spec's
 replay).
@@ -34,13 +34,11 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 
 def synthesise(out: Path) -> Path:
-    from harness.coverage import add_coverage
     from harness.data import load_split
-    from harness.intervals import add_intervals
+    from harness.metrics.assemble import build_rows
     from harness.records import Prediction
     from harness.report import write_run_files
     from harness.runner import environment_info
-    from harness.score import score_run
     from harness.spec import load_spec
 
     spec = load_spec(ROOT / "specs" / "rotten_tomatoes.yaml")
@@ -74,9 +72,7 @@ def synthesise(out: Path) -> Path:
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
         for p in preds:
             f.write(p.to_json() + "\n")
-    metrics = score_run(preds, spec.label_names, spec.task)
-    add_coverage(metrics, preds)
-    add_intervals(metrics, preds, spec.label_names, spec.task)
+    metrics = build_rows(preds, spec.label_names, spec.task)
     resolved = spec.model_dump(mode="json")
     (out / "spec.resolved.json").write_text(json.dumps(resolved, indent=2))
     (out / "dataset.json").write_text(json.dumps(split.fingerprint, indent=2))

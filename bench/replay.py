@@ -1,4 +1,7 @@
-"""Benchmark: a fully cached replay of the whole rotten_tomatoes spec (1066 examples × every prompt).
+"""Benchmark: a fully cached replay of the rotten_tomatoes spec (its examples × every prompt).
+
+The spec samples `dataset.limit: 300` of the 1066 test reviews, and the committed fixture holds
+exactly those requests; the output says how many examples were replayed.
 
     HARNESS_DATA_DIR=../shared/datasets python bench/replay.py [--repeat 5] [--fixture FILE]
 
@@ -7,7 +10,7 @@ processes (medians of --repeat runs), against:
 
 * `python -c pass` — interpreter start, which no harness change can remove;
 * the same replay with `--limit 10` — fixed costs (imports, spec, templates, dataset, scoring set-up);
-  the per-example overhead is the slope (full − limit 10) / (1066 − 10);
+  the per-example overhead is the slope (full − limit 10) / (examples − 10);
 * the same replay from the diskcache folder (`--no-fixture --cache-dir`) instead of the fixture.
 
 Responses come from the committed fixture (specs/fixtures/rotten_tomatoes.jsonl) when it exists, else
@@ -23,7 +26,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -70,21 +72,23 @@ def synthesize(fixture: Path, cache_dir: Path) -> int:
     return len(entries)
 
 
-def timed(command: list[str], env: dict, repeat: int) -> tuple[float, list[float], float]:
-    """(median wall, all walls, median CPU seconds) of `repeat` runs in fresh processes. CPU time
-    (user + system, from the kernel's accounting of children) is less disturbed than wall time
-    when other work shares the machine."""
-    walls, cpus = [], []
+def timed(command: list[str], env: dict, repeat: int) -> tuple[float, list[float], float, float]:
+    """(median wall, all walls, median CPU seconds, median peak RSS in MiB) of `repeat` runs in
+    fresh processes. CPU time (user + system) and peak memory come from the kernel's accounting of
+    that one child (`os.wait4`), which other work on the machine disturbs less than wall time."""
+    walls, cpus, rss = [], [], []
     for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stderr = child.stderr.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
         walls.append(time.perf_counter() - t0)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}")
-    return statistics.median(walls), walls, statistics.median(cpus)
+        cpus.append(usage.ru_utime + usage.ru_stime)
+        rss.append(usage.ru_maxrss / 1024)  # KiB on Linux
+        if child.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} exited {child.returncode}:\n{stderr}")
+    return statistics.median(walls), walls, statistics.median(cpus), statistics.median(rss)
 
 
 def main() -> None:
@@ -122,9 +126,9 @@ def main() -> None:
     results = {}
     results["python -c pass"] = timed([sys.executable, "-c", "pass"], env, args.repeat)
     results["replay, fixture, --limit 10"] = timed(replay + ["--fixture", str(fixture), "--limit", "10", "--out", str(work / "r10")], env, args.repeat)
-    results["replay, fixture, 1066 examples"] = timed(replay + ["--fixture", str(fixture), "--out", str(work / "rfull")], env, args.repeat)
+    results["replay, fixture, the spec's examples"] = timed(replay + ["--fixture", str(fixture), "--out", str(work / "rfull")], env, args.repeat)
     results["replay, cache folder, --limit 10"] = timed(replay + ["--no-fixture", "--limit", "10", "--out", str(work / "d10")], env, args.repeat)
-    results["replay, cache folder, 1066 examples"] = timed(replay + ["--no-fixture", "--out", str(work / "dfull")], env, args.repeat)
+    results["replay, cache folder, the spec's examples"] = timed(replay + ["--no-fixture", "--out", str(work / "dfull")], env, args.repeat)
 
     probe = (
         "import sys; from harness.cli import main; "
@@ -136,23 +140,24 @@ def main() -> None:
 
     rows = json.loads((work / "rfull" / "metrics.json").read_text())["results"]
     examples = rows[0]["n"]
-    print(f"source: {source}")
+    print(f"source: {source}; {examples} examples per full replay")
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at the end, Python {sys.version.split()[0]}; "
           f"medians of {args.repeat} runs\n")
-    print("| command | median wall | median CPU (user+sys) | walls |")
-    print("|---|---:|---:|---|")
-    for name, (median, walls, cpu) in results.items():
-        print(f"| {name} | {median * 1000:.0f} ms | {cpu * 1000:.0f} ms | {', '.join(f'{w * 1000:.0f}' for w in walls)} |")
+    print("| command | median wall | median CPU (user+sys) | median peak RSS | walls |")
+    print("|---|---:|---:|---:|---|")
+    for name, (median, walls, cpu, rss) in results.items():
+        print(f"| {name} | {median * 1000:.0f} ms | {cpu * 1000:.0f} ms | {rss:.0f} MiB | "
+              f"{', '.join(f'{w * 1000:.0f}' for w in walls)} |")
     for label, small, full in (
-        ("fixture", "replay, fixture, --limit 10", "replay, fixture, 1066 examples"),
-        ("cache folder", "replay, cache folder, --limit 10", "replay, cache folder, 1066 examples"),
+        ("fixture", "replay, fixture, --limit 10", "replay, fixture, the spec's examples"),
+        ("cache folder", "replay, cache folder, --limit 10", "replay, cache folder, the spec's examples"),
     ):
         for kind, i in (("wall", 0), ("CPU", 2)):
             slope = (results[full][i] - results[small][i]) / (examples - 10)
             beyond = (results[full][i] - results["python -c pass"][i]) / examples
             print(
-                f"{label}, {kind}: per-example cost (slope between --limit 10 and 1066; {len(rows)} requests "
+                f"{label}, {kind}: per-example cost (slope between --limit 10 and {examples}; {len(rows)} requests "
                 f"per example) {slope * 1000:.3f} ms; (whole command − interpreter start) / examples "
                 f"{beyond * 1000:.3f} ms; whole command {results[full][i]:.2f} s"
             )

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Iterable
 
+from harness.metrics.row import COUNTS
+
 _EPS = 1e-9  # metrics are rounded to 6 decimals; a threshold equal to the figure passes
 
 
@@ -91,7 +93,7 @@ def failed(results: list[CheckResult]) -> list[CheckResult]:
 def _value(value: float | None, metric: str) -> str:
     if value is None:
         return "–"
-    if metric in ("n", "n_valid"):
+    if metric in COUNTS:
         return str(int(value))
     return f"{value:.4f}".rstrip("0").rstrip(".") if value != 0 else "0"
 

@@ -11,36 +11,27 @@ Rows are paired by (model, prompt) and examples by `example_id`. For each pair o
 * the flipped examples — right→wrong and wrong→right — with their text, read from the dataset
   through the run's spec.resolved.json (ids only when the dataset cannot be read).
 
-"Right" is the strict reading used by `accuracy`: a valid answer equal to the gold label (the gold
-label set, for multi-label tasks); an unreadable answer is wrong. Macro-F1 matches harness.score
-(scikit-learn's `f1_score(labels=labels, average="macro", zero_division=0)`; an invalid answer is
-no class, so it only costs recall), computed with numpy so that many resamples stay fast.
+"Right" is the kernel's `correct` (`harness.metrics.kernel`), the one used by `accuracy`: a valid
+answer equal to the gold label (the gold label set, for multi-label tasks); an unreadable answer is
+wrong. Macro-F1 is the kernel's too, so the paired figures and the rows' own figures cannot disagree.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.metrics import kernel
+from harness.metrics.kernel import Encoding, encode, mcnemar_exact
+from harness.metrics.row import HEADLINE
 from harness.records import Prediction
 from harness.runs import RunData, spec_of_run
 
-HEADLINE = ("validity", "accuracy", "accuracy_valid", "macro_f1", "macro_f1_valid")
+__all__ = ["HEADLINE", "mcnemar_exact", "p_text", "paired_bootstrap", "compare_runs", "print_comparison"]
 
 
 # ---------------------------------------------------------------------------------------------
-# Statistics
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value for b and c discordant pairs (integer arithmetic)."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    k = min(b, c)
-    tail = sum(math.comb(n, i) for i in range(k + 1))
-    return min(1.0, 2 * tail / 2**n)
+# Statistics (the kernel's figures on both runs' encodings, over the same resample weights)
 
 
 def p_text(p: float) -> str:
@@ -52,109 +43,21 @@ def p_text(p: float) -> str:
     return f"p = {p:.4g}"
 
 
-def is_correct(p: Prediction, task: str) -> bool:
-    if p.outcome != "valid" or p.prediction is None:
-        return False
-    if task == "multi_label":
-        gold = {p.gold} if isinstance(p.gold, str) else set(p.gold or [])
-        pred = {p.prediction} if isinstance(p.prediction, str) else set(p.prediction)
-        return gold == pred
-    return str(p.prediction) == str(p.gold)
-
-
-def single_label_arrays(preds: list[Prediction], labels: list[str]):
-    import numpy as np
-
-    index = {name: i for i, name in enumerate(labels)}
-    gold = np.array([index.get(str(p.gold), -2) for p in preds], dtype=np.int64)
-    pred = np.array(
-        [index.get(str(p.prediction), -1) if p.outcome == "valid" else -1 for p in preds], dtype=np.int64
-    )
-    return gold, pred
-
-
-def macro_f1_single(gold, pred, n_labels: int, idx=None):
-    """Macro-F1 over label indices 0..n_labels-1 (rows of `idx` are resamples; None = as is): the
-    multi-label figure over one-hot columns, where an invalid answer (-1) sets no column."""
-    import numpy as np
-
-    classes = np.arange(n_labels)
-    return macro_f1_multi(gold[:, None] == classes, pred[:, None] == classes, idx)
-
-
-def multi_label_arrays(preds: list[Prediction], labels: list[str]):
-    import numpy as np
-
-    def as_set(value) -> set[str]:
-        if value is None:
-            return set()
-        return {value} if isinstance(value, str) else {str(v) for v in value}
-
-    gold = np.array([[name in as_set(p.gold) for name in labels] for p in preds], dtype=bool).reshape(len(preds), len(labels))
-    pred = np.array(
-        [[name in as_set(p.prediction) if p.outcome == "valid" else False for name in labels] for p in preds],
-        dtype=bool,
-    ).reshape(len(preds), len(labels))
-    return gold, pred
-
-
-def macro_f1_multi(gold, pred, idx=None):
-    """Macro-F1 over the label columns of boolean indicator matrices (rows of `idx` are resamples;
-    None = as is). F1 per label is 2·TP / (predicted + actual), 0 when both are 0 (sklearn's
-    zero_division=0)."""
-    import numpy as np
-
-    total = None
-    for j in range(gold.shape[1]):
-        g, p = gold[:, j], pred[:, j]
-        tp = g & p
-        if idx is None:
-            tp_n, g_n, p_n = tp.sum(), g.sum(), p.sum()
-        else:
-            tp_n, g_n, p_n = tp[idx].sum(axis=1), g[idx].sum(axis=1), p[idx].sum(axis=1)
-        denominator = g_n + p_n
-        f1 = np.where(denominator > 0, 2 * tp_n / np.maximum(denominator, 1), 0.0)
-        total = f1 if total is None else total + f1
-    return total / max(gold.shape[1], 1)
-
-
-def paired_bootstrap(
-    a: list[Prediction], b: list[Prediction], labels: list[str], task: str, *, resamples: int = 2000, seed: int = 0,
-) -> dict:
+def paired_bootstrap(a: Encoding, b: Encoding, *, resamples: int = 2000, seed: int = 0) -> dict:
     """Deltas (b − a) of strict accuracy and macro-F1 with percentile 95% CIs from a paired
-    bootstrap over examples. `a[i]` and `b[i]` are the same example."""
-    import numpy as np
-
-    n = len(a)
-    if n == 0:
+    bootstrap over examples. Row i of `a` and of `b` is the same example."""
+    if a.n == 0:
         return {"accuracy_delta": None, "accuracy_ci": None, "macro_f1_delta": None, "macro_f1_ci": None}
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n))
-    right_a = np.array([is_correct(p, task) for p in a])
-    right_b = np.array([is_correct(p, task) for p in b])
-    acc_delta_samples = right_b[idx].mean(axis=1) - right_a[idx].mean(axis=1)
-    if task == "multi_label":
-        gold, pred_a = multi_label_arrays(a, labels)
-        _, pred_b = multi_label_arrays(b, labels)
-        f1_a, f1_b = macro_f1_multi(gold, pred_a), macro_f1_multi(gold, pred_b)
-        f1_samples = macro_f1_multi(gold, pred_b, idx) - macro_f1_multi(gold, pred_a, idx)
-    else:
-        gold, pred_a = single_label_arrays(a, labels)
-        _, pred_b = single_label_arrays(b, labels)
-        f1_a, f1_b = macro_f1_single(gold, pred_a, len(labels)), macro_f1_single(gold, pred_b, len(labels))
-        f1_samples = macro_f1_single(gold, pred_b, len(labels), idx) - macro_f1_single(gold, pred_a, len(labels), idx)
-
-    def ci(samples) -> list[float]:
-        low, high = np.percentile(samples, [2.5, 97.5])
-        return [round(float(low), 6), round(float(high), 6)]
-
+    w = kernel.resample_weights(a.n, resamples, seed)
+    point = kernel.ones(a)
+    f1_a, f1_b = kernel.macro_f1(a, point), kernel.macro_f1(b, point)
     return {
-        "accuracy_delta": round(float(right_b.mean() - right_a.mean()), 6),
-        "accuracy_ci": ci(acc_delta_samples),
-        "macro_f1_a": round(float(f1_a), 6),
-        "macro_f1_b": round(float(f1_b), 6),
-        "macro_f1_delta": round(float(f1_b - f1_a), 6),
-        "macro_f1_ci": ci(f1_samples),
+        "accuracy_delta": kernel.rounded(kernel.accuracy(b, point) - kernel.accuracy(a, point)),
+        "accuracy_ci": kernel.percentile_interval(kernel.accuracy(b, w) - kernel.accuracy(a, w)),
+        "macro_f1_a": kernel.rounded(f1_a),
+        "macro_f1_b": kernel.rounded(f1_b),
+        "macro_f1_delta": kernel.rounded(f1_b - f1_a),
+        "macro_f1_ci": kernel.percentile_interval(kernel.macro_f1(b, w) - kernel.macro_f1(a, w)),
         "resamples": resamples,
         "seed": seed,
     }
@@ -289,8 +192,8 @@ def compare_runs(a: RunData, b: RunData, *, resamples: int = 2000, seed: int = 0
             model=key[0], prompt=key[1], figures=figures, n_a=len(ex_a), n_b=len(ex_b), n_paired=len(ids),
             both_right=0, both_wrong=0,
         )
-        for i, pa, pb in zip(ids, paired_a, paired_b):
-            ra, rb = is_correct(pa, task), is_correct(pb, task)
+        enc_a, enc_b = encode(paired_a, labels, task), encode(paired_b, labels, task)
+        for i, pa, pb, ra, rb in zip(ids, paired_a, paired_b, enc_a.correct, enc_b.correct):
             if ra and rb:
                 comparison.both_right += 1
             elif not ra and not rb:
@@ -301,7 +204,7 @@ def compare_runs(a: RunData, b: RunData, *, resamples: int = 2000, seed: int = 0
                 comparison.wrong_to_right.append(_flip(i, pa, pb, texts))
         # six significant digits, not six decimals: 150 vs 0 flips is p ≈ 1.4e-45, not 0
         comparison.mcnemar_p = float(f"{mcnemar_exact(len(comparison.right_to_wrong), len(comparison.wrong_to_right)):.6g}")
-        comparison.bootstrap = paired_bootstrap(paired_a, paired_b, labels, task, resamples=resamples, seed=seed)
+        comparison.bootstrap = paired_bootstrap(enc_a, enc_b, resamples=resamples, seed=seed)
         pairs.append(comparison)
     if not shared:
         notes.append("no model × prompt row appears in both runs: nothing to pair")

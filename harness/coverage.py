@@ -15,84 +15,67 @@ answers carry no confidence gets no curve, with the reason, instead of made-up n
 from __future__ import annotations
 
 import math
+from typing import Any, Iterable
 
-from typing import Any, Iterable, Sequence
+import numpy as np
 
-from harness.records import Prediction, group_predictions
+from harness.metrics.kernel import Encoding, rounded
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_TARGET = 0.9
-
-
-def _answer_key(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(sorted(str(v) for v in value))
-    return value
 
 
 MIN_ANSWERED = 30
 
 
 def coverage_curve(
-    preds: Sequence[Prediction],
+    enc: Encoding,
     thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
     target: float = DEFAULT_TARGET,
 ) -> dict[str, Any]:
-    """Coverage and accuracy at each threshold, and the lowest threshold reaching `target`."""
-    n = len(preds)
-    valid = [p for p in preds if p.outcome == "valid"]
-    missing = sum(1 for p in valid if p.confidence is None)
-    if not valid:
+    """The `coverage` part of a row: coverage and accuracy at each threshold, and the lowest
+    threshold reaching `target`. Right and wrong are the kernel's `correct`."""
+    n = enc.n
+    valid = enc.valid
+    n_valid = int(valid.sum())
+    missing = int(np.isnan(enc.confidence[valid]).sum())
+    if not n_valid:
         return {"available": False, "reason": "no valid answers"}
     if missing:
         return {
             "available": False,
-            "reason": f"{missing} of {len(valid)} valid answers carry no confidence (ask for "
+            "reason": f"{missing} of {n_valid} valid answers carry no confidence (ask for "
             f"logprobs or a label_confidence answer to get one)",
         }
-    scored = sorted(
-        ((float(p.confidence), _answer_key(p.prediction) == _answer_key(p.gold)) for p in valid),
-        key=lambda item: -item[0],
-    )
+    order = np.argsort(-enc.confidence[valid], kind="stable")
+    confidence = enc.confidence[valid][order]  # highest first
+    right = np.cumsum(enc.correct[valid][order])  # right answers among the top i + 1
 
     def at(threshold: float) -> dict[str, Any]:
-        answered = [correct for confidence, correct in scored if confidence >= threshold]
+        answered = int(np.searchsorted(-confidence, -threshold, side="right"))  # confidence >= threshold
         return {
             "threshold": threshold,
-            "answered": len(answered),
-            "coverage": _round(len(answered) / n),
-            "accuracy": _round(sum(answered) / len(answered)) if answered else None,
+            "answered": answered,
+            "coverage": rounded(answered / n),
+            "accuracy": rounded(right[answered - 1] / answered) if answered else None,
         }
 
     points = [at(0.0)] + [at(float(t)) for t in thresholds]
 
-    # Walk down the distinct confidences; the lowest cut whose answered set is accurate enough
-    # gives the most coverage at the target. A cut answering fewer than `min_answered` examples is
-    # not evidence (one right answer is "100% accurate"): 30, or 10% of the examples if fewer.
+    # Walk down the distinct confidences (ties are answered together); the lowest cut whose
+    # answered set is accurate enough gives the most coverage at the target. A cut answering fewer
+    # than `min_answered` examples is not evidence (one right answer is "100% accurate"): 30, or
+    # 10% of the examples if fewer.
     min_answered = max(1, min(MIN_ANSWERED, math.ceil(0.1 * n)))
     best = None
-    correct = answered = 0
-    i = 0
-    while i < len(scored):
-        confidence = scored[i][0]
-        while i < len(scored) and scored[i][0] == confidence:  # ties are answered together
-            correct += scored[i][1]
-            answered += 1
-            i += 1
-        if answered >= min_answered and correct / answered >= target:
-            best = {"threshold": _round(confidence), "answered": answered,
-                    "coverage": _round(answered / n), "accuracy": _round(correct / answered)}
+    last_of_tie = np.flatnonzero(np.append(confidence[1:] != confidence[:-1], True))
+    for i in last_of_tie:
+        answered = int(i) + 1
+        if answered >= min_answered and right[i] / answered >= target:
+            best = {"threshold": rounded(confidence[i]), "answered": answered,
+                    "coverage": rounded(answered / n), "accuracy": rounded(right[i] / answered)}
     return {"available": True, "n": n, "target_accuracy": target, "points": points, "at_target": best,
             "min_answered": min_answered}
-
-
-def add_coverage(metrics: list[dict], preds: Sequence[Prediction], **options: Any) -> None:
-    """Add `coverage` (see `coverage_curve`) to each model × prompt row of `metrics`."""
-    groups = group_predictions(preds)
-    for m in metrics:
-        members = groups.get((m.get("model"), m.get("prompt")))
-        if members:
-            m["coverage"] = coverage_curve(members, **options)
 
 
 def coverage_markdown(metrics: list[dict]) -> list[str]:
@@ -138,6 +121,3 @@ def _cell(point: dict) -> str:
 def _md(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
-
-def _round(value: float) -> float:
-    return round(float(value), 6)

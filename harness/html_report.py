@@ -88,6 +88,7 @@ class Row:
     preds: dict[str, dict] = field(default_factory=dict)
     _objects: dict[str, Prediction] = field(default_factory=dict, repr=False)
     _right: dict[str, bool] = field(default_factory=dict, repr=False)
+    _labels: list[str] = field(default_factory=list, repr=False)
 
     def obj(self, eid: str) -> Prediction:
         """The prediction as a record (for harness.compare), converted once."""
@@ -103,13 +104,16 @@ class Row:
             self._shown = {eid: shown_answer(p) for eid, p in self.preds.items()}
         return self._shown
 
-    def right(self, eid: str, task: str) -> bool:
-        r = self._right.get(eid)
-        if r is None:
-            from harness.compare import is_correct
+    def right(self, eid: str, task: str, labels: list[str] | None = None) -> bool:
+        """Whether the row's answer to `eid` is right: the metric kernel's `correct`, encoded once
+        for the whole row (labels from the view; the first call fixes them)."""
+        if not self._right and self.preds:
+            from harness.metrics.kernel import encode
 
-            r = self._right[eid] = eid in self.preds and is_correct(self.obj(eid), task)
-        return r
+            ids = list(self.preds)
+            enc = encode([self.obj(i) for i in ids], labels or self._labels, task)
+            self._right.update({i: bool(c) for i, c in zip(ids, enc.correct)})
+        return self._right.get(eid, False)
 
     @property
     def model(self) -> str:
@@ -182,7 +186,9 @@ def load_view(run_dir: Path) -> RunView:
     if not isinstance(payload, dict) or "results" not in payload:
         raise HarnessError(f"{run_dir / 'metrics.json'}: missing or not a run's metrics file (no `results`)")
     notes = []
-    rows = [Row(m) for m in payload["results"]]
+    spec = _json_file(run_dir / "spec.resolved.json", {}) or {}
+    labels = [label["name"] for label in spec.get("labels", [])]
+    rows = [Row(m, _labels=labels) for m in payload["results"]]
     by_key = {r.key: r for r in rows}
     texts: dict[str, str] = {}
     golds: dict[str, Any] = {}
@@ -213,7 +219,7 @@ def load_view(run_dir: Path) -> RunView:
         notes.append("this run's predictions carry no example text (made before texts were recorded)")
     return RunView(
         dir=run_dir, run=payload.get("run") or {}, rows=rows, suites=payload.get("suites") or [],
-        spec=_json_file(run_dir / "spec.resolved.json", {}) or {},
+        spec=spec,
         dataset=_json_file(run_dir / "dataset.json", {}) or (payload.get("run") or {}).get("dataset") or {},
         templates=_json_file(run_dir / "templates.json", {}) or {},
         example_ids=sorted(golds, key=_natural), texts=texts, golds=golds, slices=slices, notes=notes,
@@ -230,12 +236,6 @@ def _prediction(p: dict) -> Prediction:
 
         _FIELDS = frozenset(f.name for f in dataclasses.fields(Prediction))
     return Prediction(**{k: v for k, v in p.items() if k in _FIELDS})
-
-
-def is_right(p: dict | None, task: str) -> bool:
-    from harness.compare import is_correct
-
-    return p is not None and is_correct(_prediction(p), task)
 
 
 def shown_answer(p: dict | None) -> str:
@@ -281,16 +281,14 @@ class Pair:
 
 def paired(view: RunView, a: Row, b: Row, kind: str) -> Pair:
     from harness.compare import mcnemar_exact, paired_bootstrap
+    from harness.metrics.kernel import encode
 
     ids = sorted((i for i in a.preds if i in b.preds), key=_natural)
-    pa = [a.obj(i) for i in ids]
-    pb = [b.obj(i) for i in ids]
-    rb = rc = 0
-    for i in ids:
-        ra, rbb = a.right(i, view.task), b.right(i, view.task)
-        rb += ra and not rbb
-        rc += rbb and not ra
-    boot = paired_bootstrap(pa, pb, view.labels, view.task, resamples=RESAMPLES, seed=0) if ids else {}
+    enc_a = encode([a.obj(i) for i in ids], view.labels, view.task)
+    enc_b = encode([b.obj(i) for i in ids], view.labels, view.task)
+    rb = int(sum(1 for x, y in zip(enc_a.correct, enc_b.correct) if x and not y))
+    rc = int(sum(1 for x, y in zip(enc_a.correct, enc_b.correct) if y and not x))
+    boot = paired_bootstrap(enc_a, enc_b, resamples=RESAMPLES, seed=0) if ids else {}
     return Pair(kind, a, b, len(ids), rb, rc, mcnemar_exact(rb, rc), boot)
 
 

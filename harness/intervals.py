@@ -1,61 +1,35 @@
 """Bootstrap 95% confidence intervals for each row's strict accuracy and macro-F1.
 
 Percentile bootstrap over examples: `resamples` draws of n example indices with replacement
-(numpy's default_rng(seed), so the same run gives the same intervals), each scored with the same
-definitions as harness.score (the numpy scorers shared with `harness compare`). They tell how far
-a figure could move on another sample of the same size, e.g. whether a baseline and a prompt
-really differ (for a paired test between two rows use `harness compare`).
+(numpy's default_rng(seed), so the same run gives the same intervals), each scored by the same
+kernel functions as the point figures (`harness.metrics.kernel`: one matrix product scores every
+resample). They tell how far a figure could move on another sample of the same size, e.g. whether
+a baseline and a prompt really differ (for a paired test between two rows use `harness compare`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
-from harness.records import Prediction, group_predictions
+from harness.metrics import kernel
+from harness.metrics.kernel import Encoding
 
 DEFAULT_RESAMPLES = 1000
 
 
-def bootstrap_ci(
-    preds: Sequence[Prediction], labels: list[str], task: str, *,
-    resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-) -> dict[str, Any]:
-    import numpy as np
-
-    from harness.compare import (
-        multi_label_arrays, single_label_arrays, is_correct, macro_f1_multi, macro_f1_single,
-    )
-
-    # predictions.jsonl is in completion order, which changes from run to run (and in a replay):
-    # resample in example order so the same answers always give the same intervals.
-    preds = sorted(preds, key=lambda p: p.example_id)
-    n = len(preds)
-    if n == 0:
-        return {"accuracy_ci": None, "macro_f1_ci": None}
-    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    right = np.array([is_correct(p, task) for p in preds])
-    accuracy = right[idx].mean(axis=1)
-    if task == "multi_label":
-        gold, pred = multi_label_arrays(preds, labels)
-        f1 = macro_f1_multi(gold, pred, idx)
-    else:
-        gold, pred = single_label_arrays(preds, labels)
-        f1 = macro_f1_single(gold, pred, len(labels), idx)
-
-    def ci(samples) -> list[float]:
-        low, high = np.percentile(samples, [2.5, 97.5])
-        return [round(float(low), 6), round(float(high), 6)]
-
-    return {"accuracy_ci": ci(accuracy), "macro_f1_ci": ci(f1), "ci_resamples": resamples, "ci_seed": seed}
-
-
-def add_intervals(metrics: list[dict], preds: Sequence[Prediction], labels: list[str], task: str, **options: Any) -> None:
-    """Add accuracy_ci, macro_f1_ci (and the resamples and seed) to each model × prompt row."""
-    groups = group_predictions(preds)
-    for m in metrics:
-        members = groups.get((m.get("model"), m.get("prompt")))
-        if members:
-            m.update(bootstrap_ci(members, labels, task, **options))
+def bootstrap_ci(enc: Encoding, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, Any] | None:
+    """The `interval` part of a row; None for an empty group. `enc` must be in example order
+    (predictions.jsonl is in completion order, which changes from run to run), so the same answers
+    always give the same intervals: `harness.metrics.assemble` sorts each group once."""
+    if enc.n == 0:
+        return None
+    w = kernel.resample_weights(enc.n, resamples, seed)
+    return {
+        "accuracy_ci": kernel.percentile_interval(kernel.accuracy(enc, w)),
+        "macro_f1_ci": kernel.percentile_interval(kernel.macro_f1(enc, w)),
+        "ci_resamples": resamples,
+        "ci_seed": seed,
+    }
 
 
 def intervals_markdown(metrics: list[dict]) -> list[str]:

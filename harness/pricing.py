@@ -171,29 +171,30 @@ def price_for(model: Any, user_prices: dict[str, Price] | None = None) -> Price 
     return price
 
 
-def add_costs(metrics: list[dict], predictions: Iterable[Any], models: Iterable[Any]) -> None:
-    """Add cost_usd, cost_spent_usd, cost_per_valid_usd and price to each model × prompt row."""
+def prices_for(models: Iterable[Any]) -> dict[str, Price | None]:
+    """The price of each spec `Model` by id (HARNESS_PRICES read once)."""
     user_path = os.environ.get("HARNESS_PRICES")
     user_prices = load_price_file(user_path) if user_path else {}
-    prices = {m.id: price_for(m, user_prices) for m in models}
-    totals: dict[tuple[str, str], list[float]] = {}
+    return {m.id: price_for(m, user_prices) for m in models}
+
+
+def cost_part(predictions: Iterable[Any], price: Price | None, n_valid: int) -> dict[str, Any] | None:
+    """The `cost` part of one model × prompt row: cost_usd, cost_spent_usd (requests sent in this
+    run, not answered from the cache), cost_per_valid_usd and the price. None without a price
+    (baselines, models nobody priced)."""
+    if price is None:
+        return None
+    total = spent = 0.0
     for p in predictions:
-        price = prices.get(p.model)
-        if price is None or (p.prompt_tokens is None and p.completion_tokens is None):
+        if p.prompt_tokens is None and p.completion_tokens is None:
             continue
         cost = price.cost(p.prompt_tokens or 0, p.completion_tokens or 0, p.cached_tokens or 0)
-        row = totals.setdefault((p.model, p.prompt), [0.0, 0.0])
-        row[0] += cost
+        total += cost
         if not p.cached:
-            row[1] += cost
-    for m in metrics:
-        price = prices.get(m.get("model"))
-        if price is None:
-            continue  # baselines and models without a price
-        total, spent = totals.get((m["model"], m["prompt"]), [0.0, 0.0])
-        m["cost_usd"] = round(total, 10)
-        m["cost_spent_usd"] = round(spent, 10)
-        n_valid = m.get("n_valid") or 0
-        m["cost_per_valid_usd"] = round(total / n_valid, 12) if n_valid else None
-        m["price"] = price.to_dict()
-
+            spent += cost
+    return {
+        "cost_usd": round(total, 10),
+        "cost_spent_usd": round(spent, 10),
+        "cost_per_valid_usd": round(total / n_valid, 12) if n_valid else None,
+        "price": price.to_dict(),
+    }

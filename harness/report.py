@@ -1,7 +1,7 @@
 """Reports for a scored run: a rich console table, a Markdown report and the metrics JSON.
 
-Everything here reads the dicts made by `harness.score.score_run` (plus an optional `wall_s` the
-runner adds per model×prompt); nothing is recomputed.
+Everything here reads rows as `metrics.json` holds them (`MetricsRow.to_wire()`, or a file of an
+older run); nothing is recomputed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.metrics.row import COLUMNS, SCHEMA_VERSION, MetricsRow
 from harness.records import OUTCOMES
 
 if TYPE_CHECKING:  # rich is imported lazily: the table is only built when it is printed
@@ -20,23 +21,10 @@ if TYPE_CHECKING:  # rich is imported lazily: the table is only built when it is
 DASH = "–"
 INVALID = "<invalid>"
 
-# (key, header, kind) in display order; kind picks the formatter.
-_COLUMNS: list[tuple[str, str, str]] = [
-    ("model", "model", "text"),
-    ("prompt", "prompt", "text"),
-    ("n", "n", "int"),
-    ("validity", "validity", "pct"),
-    ("accuracy", "accuracy", "pct"),
-    ("accuracy_valid", "accuracy (valid)", "pct"),
-    ("macro_f1", "macro F1", "f1"),
-    ("macro_f1_valid", "macro F1 (valid)", "f1"),
-    ("latency_p50_s", "p50 latency", "latency"),
-    ("cost_usd", "cost", "usd"),
-    ("cost_per_valid_usd", "cost/valid", "usd"),
-    ("wall_s", "wall", "wall"),
-]
-# Columns shown only when some row has the figure (wall time from the runner, cost when priced).
-_OPTIONAL = frozenset({"wall_s", "cost_usd", "cost_per_valid_usd"})
+# (key, header, kind) in display order, and the columns shown only when some row has the figure
+# (wall time from the runner, cost when priced): both declared on the row model.
+_COLUMNS: list[tuple[str, str, str]] = [(key, header, kind) for key, header, kind, _ in COLUMNS]
+_OPTIONAL = frozenset(key for key, _, _, optional in COLUMNS if optional)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,17 +323,23 @@ def markdown_report(run: dict, metrics: list[dict], suites: list[dict] | None = 
 # Files
 
 
-def write_run_files(run_dir: Path, run: dict, metrics: list[dict], suites: list[dict] | None = None) -> None:
-    """Write `metrics.json` ({"run": ..., "results": ..., "suites": ...}) and `report.md` into
-    `run_dir`. `suites` (harness.suites.score_suites) is written only when the spec has suites."""
+def write_run_files(
+    run_dir: Path, run: dict, rows: "list[MetricsRow] | list[dict]", suites: list[dict] | None = None,
+) -> list[dict]:
+    """Write `metrics.json` ({"schema_version", "run", "results"}, plus "suites" when the spec has
+    edge-case suites: harness.suites.score_suites) and `report.md` into `run_dir`; returns the rows
+    as written. Rows are `MetricsRow`s (dicts are read as rows first, so what is written always
+    fits the published schema)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    body = {"run": run, "results": metrics}
+    metrics = [(row if isinstance(row, MetricsRow) else MetricsRow.from_wire(row)).to_wire() for row in rows]
+    body = {"schema_version": SCHEMA_VERSION, "run": run, "results": metrics}
     if suites:
         body["suites"] = suites
     payload = json.dumps(body, indent=2, sort_keys=False, ensure_ascii=False)
     _write_atomic(run_dir / "metrics.json", payload + "\n")
     _write_atomic(run_dir / "report.md", markdown_report(run, metrics, suites))
+    return metrics
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -490,13 +490,9 @@ async def run_eval(
     max_error_share: float | None = None,  # None = the spec's run.max_error_share
     strict: bool | None = None,  # None = the spec's run.strict
 ) -> RunOutcome:
-    from harness.baselines.run import add_baseline_figures
-    from harness.coverage import add_coverage
-    from harness.intervals import add_intervals
-    from harness.pricing import add_costs
+    from harness.metrics.assemble import build_rows
     from harness.records import read_predictions
     from harness.report import write_run_files
-    from harness.score import score_run
 
     prepared = Prepared(spec, limit=limit, prompt_names=prompt_names)
     selected = list(models) if models is not None else list(spec.models)  # [] = baselines only
@@ -567,14 +563,8 @@ async def run_eval(
     everything = read_predictions(run_dir / "predictions.jsonl")
     suites = score_suites(everything)
     predictions = [p for p in everything if p.suite is None]  # suites are reported on their own
-    metrics = score_run(predictions, spec.label_names, spec.task)
-    add_costs(metrics, predictions, selected)
     walls = {(r.model, p): w for r in results for p, w in r.wall_s.items()}
-    for m in metrics:
-        m["wall_s"] = walls.get((m["model"], m["prompt"]))
-    add_baseline_figures(metrics, baseline_results)
-    add_coverage(metrics, predictions)
-    add_intervals(metrics, predictions, spec.label_names, spec.task)
+    rows = build_rows(predictions, spec.label_names, spec.task, models=selected, walls=walls, baselines=baseline_results)
     run = {
         "spec": spec.name,
         "spec_path": str(spec.path) if spec.path else None,
@@ -611,7 +601,7 @@ async def run_eval(
     run["status"] = status
     run["status_reasons"] = reasons
     run["status_warnings"] = warnings
-    write_run_files(run_dir, run, metrics, suites=suites)
+    metrics = write_run_files(run_dir, run, rows, suites=suites)
     try:  # the page is a view of the files just written: a bug in it must not lose the run
         from harness.html_report import write_html_report
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.files import read_text
+from harness.metrics.row import SCHEMA_VERSION
 from harness.records import OUTCOMES, Prediction
 
 RUNS_ROOT = Path("runs")
@@ -149,6 +150,13 @@ def validate_metrics(payload: Any, path: Path) -> tuple[dict, list[dict]]:
         raise bad("top level", f"expected an object with `run` and `results`, got {_type_name(payload)}")
     if "results" not in payload:
         raise bad("top level", "no `results`")
+    # Version 1 (no schema_version) has the same rows, without the figures added since: read as is.
+    version = payload.get("schema_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise HarnessError(
+            f"{path}: schema_version {version!r} is newer than this harness reads ({SCHEMA_VERSION}); "
+            f"upgrade the harness to compare or check this run"
+        )
     run, results = payload.get("run") or {}, payload["results"]
     if not isinstance(run, dict):
         raise bad("run", f"expected an object, got {_type_name(run)}")

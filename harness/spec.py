@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from harness.baselines.base import Baseline, spec_entry_type  # noqa: F401  (Baseline: for type hints)
 from harness.errors import FieldProblem, SpecError
+from harness.metrics.row import CHECKABLE
 from harness.shapes import ShapeName, either, shape_class, text_mode_shapes
 
 TaskType = Literal["single_label", "multi_label"]
@@ -163,15 +164,8 @@ class Model(_Strict):
 BaselineEntry = spec_entry_type()
 
 
-# Figures in a run's metrics.json that a check can test (harness.score names them).
-CheckMetric = Literal[
-    "n", "n_valid", "validity",
-    "accuracy", "accuracy_valid", "macro_f1", "macro_f1_valid", "weighted_f1", "weighted_f1_valid",
-    "subset_accuracy", "subset_accuracy_valid", "micro_f1", "micro_f1_valid",
-    "hamming_loss", "hamming_loss_valid",
-    "latency_p50_s", "latency_p95_s", "mean_confidence",
-    "cost_usd", "cost_per_valid_usd",
-]
+# Figures in a run's metrics.json that a check can test: those the row model marks (harness.metrics.row).
+CheckMetric = Literal[CHECKABLE]  # type: ignore[valid-type]
 
 
 class Check(_Strict):

@@ -29,7 +29,7 @@ from harness.baselines.embeddings import EmbedderPool, EmbeddingCache  # noqa: E
 from harness.errors import HarnessError, SpecError  # noqa: E402
 from harness.records import Prediction, read_predictions  # noqa: E402
 from harness.runner import run_eval  # noqa: E402
-from harness.score import score_run  # noqa: E402
+from harness.metrics.assemble import score_run  # noqa: E402
 from harness.spec import load_spec, parse_spec  # noqa: E402
 
 EMBEDDING_KINDS = """  - kind: tfidf_logreg

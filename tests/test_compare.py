@@ -1,4 +1,5 @@
-"""`harness compare`: paired statistics against scipy/sklearn, and two real runs of SmolLM2 with
+"""`harness compare`: paired statistics against scipy (the kernel's figures against sklearn are in
+tests/test_score_sklearn.py), and two real runs of SmolLM2 with
 different prompt wordings compared through the CLI."""
 
 from __future__ import annotations
@@ -8,15 +9,12 @@ import random
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from scipy.stats import binomtest
-from sklearn.metrics import f1_score
 
 from harness.cli import main
-from harness.compare import (
-    single_label_arrays, compare_runs, macro_f1_multi, macro_f1_single, mcnemar_exact, paired_bootstrap,
-)
+from harness.compare import compare_runs, mcnemar_exact, paired_bootstrap
+from harness.metrics.kernel import encode
 from harness.data import load_split
 from harness.records import Prediction, read_predictions
 from harness.runs import load_run
@@ -50,37 +48,20 @@ def _random_preds(rng: random.Random, labels: list[str], golds: list[str], skill
     return out
 
 
-def test_numpy_macro_f1_equals_sklearn():
-    rng = random.Random(3)
-    for _ in range(100):
-        labels = [f"c{i}" for i in range(rng.randint(2, 5))]
-        golds = [rng.choice(labels[: rng.randint(1, len(labels))]) for _ in range(rng.randint(1, 80))]
-        preds = _random_preds(rng, labels, golds, 0.6)
-        gold, pred = single_label_arrays(preds, labels)
-        y_pred = [p.prediction if p.outcome == "valid" else "<invalid>" for p in preds]
-        expected = f1_score(golds, y_pred, labels=labels, average="macro", zero_division=0)
-        assert float(macro_f1_single(gold, pred, len(labels))) == pytest.approx(expected, abs=1e-12)
-    # multi-label indicator matrices
-    for _ in range(50):
-        true = np.array([[rng.random() < 0.4 for _ in range(4)] for _ in range(30)])
-        pred = np.array([[rng.random() < 0.4 for _ in range(4)] for _ in range(30)])
-        expected = f1_score(true, pred, average="macro", zero_division=0)
-        assert float(macro_f1_multi(true, pred)) == pytest.approx(expected, abs=1e-12)
-
-
 def test_paired_bootstrap_is_seeded_and_paired():
     rng = random.Random(5)
     labels = ["negative", "positive"]
     golds = [rng.choice(labels) for _ in range(300)]
     a = _random_preds(rng, labels, golds, 0.5)
     b = _random_preds(rng, labels, golds, 0.9)
-    first = paired_bootstrap(a, b, labels, "single_label", resamples=500, seed=1)
-    assert first == paired_bootstrap(a, b, labels, "single_label", resamples=500, seed=1)
-    assert first != paired_bootstrap(a, b, labels, "single_label", resamples=500, seed=2)
+    a, b = encode(a, labels, "single_label"), encode(b, labels, "single_label")
+    first = paired_bootstrap(a, b, resamples=500, seed=1)
+    assert first == paired_bootstrap(a, b, resamples=500, seed=1)
+    assert first != paired_bootstrap(a, b, resamples=500, seed=2)
     low, high = first["macro_f1_ci"]
     assert low <= first["macro_f1_delta"] <= high and low > 0  # b is much better: the CI excludes 0
     # identical runs: every resample's delta is exactly 0 (the pairing is what makes that so)
-    same = paired_bootstrap(a, a, labels, "single_label", resamples=200, seed=0)
+    same = paired_bootstrap(a, a, resamples=200, seed=0)
     assert same["macro_f1_ci"] == [0.0, 0.0] and same["accuracy_ci"] == [0.0, 0.0]
 
 

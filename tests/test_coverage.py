@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import pytest
 
-from harness.coverage import add_coverage, coverage_curve, coverage_markdown
-from harness.intervals import add_intervals, bootstrap_ci, intervals_markdown
+from harness.coverage import coverage_markdown
+from harness.coverage import coverage_curve as curve_of_encoding
+from harness.intervals import bootstrap_ci, intervals_markdown
+from harness.metrics.assemble import score_run
+from harness.metrics.kernel import encode
 from harness.records import Prediction
 from harness.report import markdown_report
-from harness.score import score_run
+
+
+def coverage_curve(rows: list[Prediction], **options):
+    """The curve of hand-made records (labels a, b; multi-label when golds are lists)."""
+    multi = isinstance(rows[0].gold, list)
+    labels = ["joy", "love", "anger"] if multi else ["a", "b"]
+    return curve_of_encoding(encode(rows, labels, "multi_label" if multi else "single_label"), **options)
 
 
 def _pred(i: int, gold, prediction, confidence, outcome="valid", model="m", prompt="p") -> Prediction:
@@ -80,8 +89,7 @@ def test_records_without_confidence_get_no_curve_and_say_why():
 
 def test_report_shows_curves_and_names_rows_without_one():
     preds = _ten() + [_pred(i, "a", "a", None, model="llm") for i in range(10)]
-    metrics = score_run(preds, ["a", "b"], "single_label")
-    add_coverage(metrics, preds)
+    metrics = score_run(preds, ["a", "b"], "single_label", coverage=True)
     lines = coverage_markdown(metrics)
     text = "\n".join(lines)
     assert "## Coverage vs accuracy" in text
@@ -93,19 +101,19 @@ def test_report_shows_curves_and_names_rows_without_one():
 
 def test_bootstrap_intervals_are_seeded_and_contain_the_figure():
     preds = [_pred(i, "a" if i % 2 else "b", "a" if i % 3 else "b", 0.9) for i in range(200)]
-    metrics = score_run(preds, ["a", "b"], "single_label")
-    add_intervals(metrics, preds, ["a", "b"], "single_label", resamples=500, seed=3)
+    metrics = score_run(preds, ["a", "b"], "single_label", intervals=True, resamples=500, seed=3)
     m = metrics[0]
     low, high = m["accuracy_ci"]
     assert low < m["accuracy"] < high and high - low < 0.2
     low, high = m["macro_f1_ci"]
     assert low < m["macro_f1"] < high
-    again = bootstrap_ci(preds, ["a", "b"], "single_label", resamples=500, seed=3)
+    in_example_order = sorted(preds, key=lambda p: p.example_id)
+    again = bootstrap_ci(encode(in_example_order, ["a", "b"], "single_label"), resamples=500, seed=3)
     assert again["accuracy_ci"] == m["accuracy_ci"]
     assert "| m | p | " in "\n".join(intervals_markdown(metrics))
 
 
 def test_bootstrap_for_multi_label_uses_subset_accuracy():
     preds = [_pred(i, ["x", "y"] if i % 2 else ["x"], ["x"], 0.5) for i in range(100)]
-    ci = bootstrap_ci(preds, ["x", "y"], "multi_label", resamples=300)
+    ci = bootstrap_ci(encode(preds, ["x", "y"], "multi_label"), resamples=300)
     assert ci["accuracy_ci"][0] < 0.5 < ci["accuracy_ci"][1]

@@ -28,7 +28,7 @@ from harness.errors import HarnessError  # noqa: E402
 from harness.records import Prediction  # noqa: E402
 from harness.report import write_run_files  # noqa: E402
 from harness.runner import update_latest  # noqa: E402
-from harness.score import score_run  # noqa: E402
+from harness.metrics.assemble import score_run  # noqa: E402
 from harness.spec import load_spec  # noqa: E402
 
 BASELINES = "  - kind: tfidf_logreg\n  - kind: embedding_logreg\n  - kind: embedding_zero_shot\n"

@@ -188,6 +188,7 @@ def test_throttling_is_printed_and_reported_and_plain_progress_lines_reach_a_log
 def test_small_truths_mcnemar_pricing_and_coverage_minimum():
     from harness.compare import mcnemar_exact, p_text
     from harness.coverage import coverage_curve
+    from harness.metrics.kernel import encode
     from harness.pricing import price_for
     from harness.records import Prediction
     from harness.spec import Model
@@ -200,7 +201,7 @@ def test_small_truths_mcnemar_pricing_and_coverage_minimum():
     # one confident right answer among 100 is not a "90% accuracy" threshold
     preds = [Prediction("t:0", "m", "p", "a", "a", "valid", confidence=0.99)] + [
         Prediction(f"t:{i}", "m", "p", "a", "b", "valid", confidence=0.5) for i in range(1, 100)]
-    curve = coverage_curve(preds)
+    curve = coverage_curve(encode(preds, ["a", "b"], "single_label"))
     assert curve["at_target"] is None and curve["min_answered"] == 10
 
 

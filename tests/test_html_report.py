@@ -154,10 +154,9 @@ def test_multi_label_and_empty_runs_render(tmp_path):
     """A multi-label run (no confusion matrix, label sets) and a run with no predictions file still
     give a page; nothing in the builder assumes single-label answers."""
     from harness.html_report import build_report_html
-    from harness.intervals import add_intervals
+    from harness.metrics.assemble import build_rows
     from harness.records import Prediction
     from harness.report import write_run_files
-    from harness.score import score_run
 
     labels = ["joy", "anger", "fear"]
     preds = [Prediction(f"test:{i}", "m:x", "p", ["joy", "fear"] if i % 2 else ["anger"],
@@ -167,9 +166,7 @@ def test_multi_label_and_empty_runs_render(tmp_path):
     run.mkdir()
     (run / "predictions.jsonl").write_text("".join(p.to_json() + "\n" for p in preds))
     (run / "spec.resolved.json").write_text(json.dumps({"name": "ml", "task": "multi_label", "labels": [{"name": n} for n in labels]}))
-    metrics_rows = score_run(preds, labels, "multi_label")
-    add_intervals(metrics_rows, preds, labels, "multi_label")
-    write_run_files(run, {"spec": "ml"}, metrics_rows)
+    write_run_files(run, {"spec": "ml"}, build_rows(preds, labels, "multi_label"))
     page = build_report_html(run)
     assert "No confusion matrix (multi-label task)" in page
     assert 'data-row="m:x|p"' in page

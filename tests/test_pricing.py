@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import HarnessError
-from harness.pricing import BATCH_DISCOUNT, Price, add_costs, load_price_file, price_for
+from harness.pricing import BATCH_DISCOUNT, Price, load_price_file, price_for
 from harness.records import Prediction
 from harness.report import console_table, markdown_report
-from harness.score import score_run
+from harness.metrics.assemble import score_run
 from harness.spec import Model
 
 
@@ -77,8 +77,7 @@ def test_costs_in_metrics_and_reports():
         pred(m.id, "neg", None, outcome="api_error"),  # no tokens: costs nothing
         pred(local.id, "pos", "pos", prompt_tokens=50, completion_tokens=5),
     ]
-    metrics = score_run(preds, ["pos", "neg"], "single_label")
-    add_costs(metrics, preds, [m, local])
+    metrics = score_run(preds, ["pos", "neg"], "single_label", models=[m, local])
     row, local_row = metrics
     first = (1000 * 0.15 + 10 * 0.60) / 1e6
     second = (500 * 0.15 + 500 * 0.075 + 10 * 0.60) / 1e6
@@ -101,6 +100,5 @@ def test_costs_in_metrics_and_reports():
 
 def test_no_cost_columns_without_prices():
     preds = [pred("llamacpp:smollm2", "pos", "pos", prompt_tokens=5, completion_tokens=1)]
-    metrics = score_run(preds, ["pos", "neg"], "single_label")
-    add_costs(metrics, preds, [model("llamacpp", "smollm2")])
+    metrics = score_run(preds, ["pos", "neg"], "single_label", models=[model("llamacpp", "smollm2")])
     assert "cost" not in markdown_report({"spec": "s"}, metrics)

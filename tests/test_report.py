@@ -10,7 +10,7 @@ from rich.console import Console
 
 from harness.records import Prediction
 from harness.report import console_table, markdown_report, summary_rows, write_run_files
-from harness.score import score_run
+from harness.metrics.assemble import score_run
 
 LABELS = ["pos", "neg", "neu"]
 SHA = "abcdef0123456789" * 4
@@ -223,9 +223,9 @@ def test_write_run_files_round_trip(tmp_path):
     write_run_files(run_dir, run, metrics)
     text = (run_dir / "metrics.json").read_text(encoding="utf-8")
     assert "Tiny café reviews" in text  # ensure_ascii=False
-    assert text.startswith('{\n  "run": {')  # indent=2, run before results
+    assert text.startswith('{\n  "schema_version": 2,\n  "run": {')  # indent=2, run before results
     data = json.loads(text)
-    assert data == {"run": run, "results": metrics}
+    assert data == {"schema_version": 2, "run": run, "results": metrics}
     assert list(data["results"][0])[:2] == ["model", "prompt"]  # key order kept
     report = (run_dir / "report.md").read_text(encoding="utf-8")
     assert report == markdown_report(run, metrics)

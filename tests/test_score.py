@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from harness.records import OUTCOMES, Prediction
-from harness.score import INVALID, score_group, score_run
+from harness.metrics.assemble import score_run
+from harness.score import INVALID, score_group
 
 LABELS = ["pos", "neg", "neu"]
 

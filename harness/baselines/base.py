@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional, S
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from harness.errors import HarnessError
+from harness.metrics.kernel import prf
 
 if TYPE_CHECKING:
     import numpy as np
@@ -330,14 +331,8 @@ def tune_thresholds(proba: np.ndarray, y: np.ndarray, default: float) -> np.ndar
         positives = int(truth.sum())
         if positives == 0:
             continue
-        candidates = np.unique(np.quantile(proba[:, j], np.linspace(0.0, 1.0, 201)))
-        best_f1, best_t = -1.0, float(default)
-        for t in candidates:
-            pred = proba[:, j] >= t
-            tp = int(np.sum(pred & truth))
-            fp = int(np.sum(pred & ~truth))
-            f1 = 2 * tp / (2 * tp + fp + (positives - tp)) if tp else 0.0
-            if f1 > best_f1 or (f1 == best_f1 and t > best_t):
-                best_f1, best_t = f1, float(t)
-        out[j] = best_t
+        candidates = np.unique(np.quantile(proba[:, j], np.linspace(0.0, 1.0, 201)))  # ascending
+        chosen = proba[:, j][None, :] >= candidates[:, None]  # (candidates, rows)
+        f1 = prf((chosen & truth).sum(axis=1), chosen.sum(axis=1), positives)[2]  # the kernel's F1
+        out[j] = float(candidates[np.flatnonzero(f1 == f1.max())[-1]])  # ties: the highest
     return out

@@ -212,17 +212,3 @@ def run_baselines(
             pool.close()
     return results
 
-
-
-def add_baseline_figures(metrics: list[dict], results: Sequence[BaselineResult]) -> None:
-    """Give each baseline's metrics row its wall time (fit + predict) and the two parts."""
-    by_id = {r.id: r for r in results if not r.skipped}
-    for m in metrics:
-        r = by_id.get(m.get("model"))
-        if r is None or m.get("prompt") != BASELINE_PROMPT:
-            continue
-        m["wall_s"] = r.wall_s
-        m["fit_s"] = r.fit_s
-        m["predict_s"] = r.predict_s
-        if r.embedding:
-            m["embed_s"] = r.embedding.get("total_s")

@@ -1,0 +1,84 @@
+"""The one place a run's metrics rows are built.
+
+The predictions are grouped once by (model, prompt), in order of first appearance (one row of every
+table). Each group is sorted once by example id — predictions.jsonl is in completion order, which
+changes from run to run, and the bootstrap must not depend on it — and encoded once
+(`harness.metrics.kernel.encode`). Every part of the row comes from that one group and that one
+encoding: the point figures (`harness.score`), the cost (`harness.pricing`), the wall time, a
+baseline's fit / predict times, the coverage curve (`harness.coverage`) and the bootstrap
+intervals (`harness.intervals`). The result is a list of typed `MetricsRow`s; `metrics.json` is
+written from them (`harness.report.write_run_files`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from harness.coverage import coverage_curve
+from harness.intervals import DEFAULT_RESAMPLES, bootstrap_ci
+from harness.metrics.kernel import encode
+from harness.metrics.row import MetricsRow
+from harness.pricing import cost_part, prices_for
+from harness.records import Prediction, group_predictions
+from harness.score import group_figures
+
+
+def build_rows(
+    predictions: Sequence[Prediction],
+    labels: list[str],
+    task: str,
+    *,
+    models: Iterable[Any] = (),
+    walls: dict[tuple[str, str], float] | None = None,
+    baselines: Iterable[Any] = (),
+    coverage: bool = True,
+    intervals: bool = True,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> list[MetricsRow]:
+    """One row per model × prompt.
+
+    `models` are the spec `Model`s (their prices give the cost part); `walls` maps (model, prompt)
+    to the runner's wall seconds (given: every row gets `wall_s`, None where unknown); `baselines`
+    are `BaselineResult`s (their rows get the baseline's wall, fit and predict times).
+    """
+    prices = prices_for(models)
+    finished = {r.id: r for r in baselines if not r.skipped}
+    rows = []
+    for (model, prompt), members in group_predictions(predictions).items():
+        members = sorted(members, key=lambda p: p.example_id)
+        enc = encode(members, labels, task)
+        row: dict[str, Any] = {"model": model, "prompt": prompt, **group_figures(members, enc)}
+        cost = cost_part(members, prices.get(model), row["n_valid"])
+        if cost is not None:
+            row["cost"] = cost
+        if walls is not None:
+            row["wall_s"] = walls.get((model, prompt))
+        result = finished.get(model)
+        if result is not None and _is_baseline_row(prompt):
+            row["wall_s"] = result.wall_s
+            row["baseline"] = {"fit_s": result.fit_s, "predict_s": result.predict_s}
+            if result.embedding:
+                row["baseline"]["embed_s"] = result.embedding.get("total_s")
+        if coverage:
+            row["coverage"] = coverage_curve(enc)
+        if intervals:
+            interval = bootstrap_ci(enc, resamples=resamples, seed=seed)
+            if interval is not None:
+                row["interval"] = interval
+        rows.append(MetricsRow.model_validate(row))
+    return rows
+
+
+def score_run(predictions: Sequence[Prediction], labels: list[str], task: str, **parts: Any) -> list[dict]:
+    """`build_rows` as `metrics.json` rows (plain dicts), without coverage and intervals unless
+    asked for: the core figures of each model × prompt."""
+    parts.setdefault("coverage", False)
+    parts.setdefault("intervals", False)
+    return [row.to_wire() for row in build_rows(predictions, labels, task, **parts)]
+
+
+def _is_baseline_row(prompt: str) -> bool:
+    from harness.baselines.base import BASELINE_PROMPT
+
+    return prompt == BASELINE_PROMPT
