@@ -6,7 +6,11 @@
 #
 # Every response comes from this recording: the run uses a fresh, empty cache folder (CACHE_DIR=DIR
 # reuses a folder instead, e.g. to finish an interrupted recording without paying twice). The
-# fixture holds exactly the requests the spec makes (`harness cache export --spec`), sorted by key.
+# fixture holds exactly the requests the spec makes (`harness cache export --spec`), sorted by key:
+# label-likelihood prompts' calibration requests (validation sample, content-free inputs) included.
+# A fresh recording runs in `write` mode, which never reads the cache, so prompts that share
+# requests (bare_label and the likelihood prompts) pay for them again; CACHE_DIR=DIR (mode rw)
+# answers those from the cache.
 # Then the fixture is replayed with no model and its metrics must equal the recorded run's, and the
 # spec's checks are run on the replay (reported; adjust the thresholds if they fail).
 set -euo pipefail

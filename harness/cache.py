@@ -492,7 +492,7 @@ def planned_requests(
 ) -> list[dict]:
     """Every request `harness eval` would send for this spec, built by the runner's own code:
     [{"model", "prompt", "example_id", "material", "key"}]."""
-    from harness.runner import Prepared, cache_material, request_body
+    from harness.runner import Prepared, cache_material, planned_bodies
     from providers import get_provider_class
 
     prepared = Prepared(spec, limit=limit, prompt_names=prompt_names)
@@ -500,10 +500,12 @@ def planned_requests(
     for model in models or spec.models:
         provider = get_provider_class(model.provider)(model)
         for pp in prepared.prompts:
-            for example in prepared.run_examples:  # the split's examples, then the spec's suites
-                material = cache_material(provider, request_body(prepared, pp, example, model, provider))
+            # calibration inputs (validation sample, content-free texts) too; label-likelihood
+            # follow-ups for shared first tokens depend on answers and are not planned here
+            for example_id, body in planned_bodies(prepared, pp, model, provider):
+                material = cache_material(provider, body)
                 out.append({
-                    "model": model.id, "prompt": pp.prompt.name, "example_id": example.id,
+                    "model": model.id, "prompt": pp.prompt.name, "example_id": example_id,
                     "material": material, "key": cache_key(material),
                 })
     return out

@@ -58,6 +58,12 @@ class Prediction:
     suite: str | None = None
     # the dataset columns named by the spec's `slices:`, for accuracy by slice in report.html
     slices: dict[str, Any] | None = None
+    # answer: label_likelihood (harness.likelihood): every label's probability (calibrated when
+    # the prompt calibrates), the mass the labels got before renormalising, and the probabilities
+    # before calibration
+    label_probs: dict[str, float] | None = None
+    label_mass: float | None = None
+    label_probs_uncalibrated: dict[str, float] | None = None
 
     def to_json(self) -> str:
         # Field by field: dataclasses.asdict deep-copies every value, which was a fifth of a cached

@@ -278,7 +278,10 @@ def markdown_report(run: dict, metrics: list[dict], suites: list[dict] | None = 
         from harness.coverage import coverage_markdown  # rows carry `coverage` from the runner
         from harness.intervals import intervals_markdown  # and `accuracy_ci`, `macro_f1_ci`
 
+        from harness.confidence_metrics import confidence_markdown  # and `calibration`
+
         lines += intervals_markdown(metrics)
+        lines += confidence_markdown(metrics)
         lines += coverage_markdown(metrics)
     else:
         lines += ["_No results._", ""]

@@ -25,6 +25,7 @@ from harness.data import Split, draw_shots, load_eval_split, load_split
 from harness.errors import HarnessError
 from harness.prompt import PromptRenderer
 from harness.confidence import label_confidence
+from harness import likelihood as lk
 from harness.records import Example, Prediction
 from harness.spec import Model, Prompt, Spec
 from harness.validate import AnswerContract
@@ -103,6 +104,16 @@ class Prepared:
         self.run_examples: list[Example] = self.eval.examples + self.suite_examples
         self._check_slices()
         self._shot_pools: dict[str, list[Example]] = {}
+        self._validation: dict[int | None, Split] = {}
+
+    def validation(self, limit: int | None) -> Split:
+        """The validation split (a seeded, stratified sample of `limit`, like dataset.limit)."""
+        if limit not in self._validation:
+            split = self.spec.dataset.validation_split
+            if not split:
+                raise HarnessError("calibration needs dataset.validation_split")
+            self._validation[limit] = load_split(self.spec, split, limit=limit, seed=self.spec.dataset.seed)
+        return self._validation[limit]
 
     def _check_slices(self) -> None:
         """Every `slices:` field must be a column of the evaluated rows: say so before any call."""
@@ -174,7 +185,10 @@ def _slice_value(value: Any) -> Any:
 
 
 def request_body(prepared: Prepared, pp: PreparedPrompt, example: Example, model: Model, provider: Provider) -> dict:
-    """The exact JSON body the provider sends for one example under one prompt."""
+    """The exact JSON body the provider sends for one example under one prompt (for a
+    label-likelihood prompt: its first request; shared first tokens may add follow-ups)."""
+    if pp.prompt.answer == "label_likelihood":
+        return likelihood_body(prepared, pp, prepared.messages(pp, example), model, provider)
     request = ChatRequest(
         messages=prepared.messages(pp, example),
         params=model.params,
@@ -183,6 +197,43 @@ def request_body(prepared: Prepared, pp: PreparedPrompt, example: Example, model
         choices=prepared.spec.label_names if prepared.spec.task == "single_label" else None,
     )
     return provider.build_body(request)
+
+
+def likelihood_body(prepared: Prepared, pp: PreparedPrompt, messages: list[dict[str, str]], model: Model,
+                    provider: Provider) -> dict:
+    """A label-likelihood request: one answer token with its top logprobs (a final assistant
+    message is a prefill to continue), or exact label scores where the provider has them."""
+    if provider.scores_sequences:
+        spellings = [v for label in prepared.spec.label_names for v in lk.label_variants(label)]
+        request = ChatRequest(messages=messages, params=model.params, score=spellings, likelihood=True)
+        return provider.build_body(request)
+    update: dict[str, Any] = {"logprobs": True,
+                              "top_logprobs": model.params.top_logprobs or lk.DEFAULT_TOP_LOGPROBS}
+    if pp.prompt.likelihood_max_tokens is not None:
+        update["max_tokens"] = pp.prompt.likelihood_max_tokens
+    params = model.params.model_copy(update=update)
+    prefill = messages[-1]["role"] == "assistant"
+    return provider.build_body(ChatRequest(messages=messages, params=params, continue_final=prefill, likelihood=True))
+
+
+def calibration_examples(prepared: Prepared, pp: PreparedPrompt) -> list[Example]:
+    """The examples a prompt's calibration is fitted on: the validation sample, or the content-free
+    inputs for `contextual` (which needs no labels). Never the evaluated split."""
+    cal = pp.prompt.calibration
+    if pp.prompt.answer != "label_likelihood" or cal is None or cal.method == "none":
+        return []
+    if cal.method == "contextual":
+        fields = prepared.spec.dataset.text_fields
+        return [Example(id=f"content_free:{i}", index=-1 - i, text=text, gold=prepared.spec.label_names[0],
+                        fields={f: text for f in fields}) for i, text in enumerate(cal.content_free)]
+    return prepared.validation(cal.validation_limit).examples
+
+
+def planned_bodies(prepared: Prepared, pp: PreparedPrompt, model: Model, provider: Provider) -> list[tuple[str, dict]]:
+    """(example id, body) of every request a prompt makes that can be known before any answer:
+    calibration inputs first, then the evaluated split."""
+    return [(e.id, request_body(prepared, pp, e, model, provider))
+            for e in calibration_examples(prepared, pp) + list(prepared.run_examples)]  # suites last
 
 
 def cache_material(provider: Provider, body: dict) -> dict:
@@ -203,6 +254,7 @@ class ModelResult:
     stopped: str | None = None
     not_sent: int = 0  # requests left unsent after the stop
     scheduling: dict | None = None  # the provider's limiter figures (429s, retries, lowest concurrency)
+    calibration: dict[str, dict] = field(default_factory=dict)  # prompt -> fitted calibration
 
 
 # A response of these kinds means every further request to the model fails the same way.
@@ -276,7 +328,107 @@ async def run_model(
             await cache.store(material, response)
         return response, False
 
+    labels = prepared.spec.label_names
+    calibrators: dict[str, Any] = {}
+
+    async def likelihood(pp: PreparedPrompt, example: Example) -> tuple[lk.LabelScores | None, ChatResponse, bool]:
+        """Label probabilities for one example; (scores or None, first response, all cached)."""
+        messages = prepared.messages(pp, example)
+        flags: list[bool] = []
+
+        async def send(msgs: list[dict[str, str]]) -> ChatResponse:
+            response, cached = await answer(likelihood_body(prepared, pp, msgs, model, provider))
+            flags.append(cached)
+            return response
+
+        if provider.scores_sequences:
+            response = await send(messages)
+            scores = (lk.scores_from_sequences(response.logprobs, labels)
+                      if not response.error and response.logprobs else None)
+        else:
+            scores, response = await lk.score_first_tokens(messages, labels, send,
+                                                           can_prefill=provider.supports_prefill)
+        return scores, response, all(flags)
+
+    async def fit_calibration(pp: PreparedPrompt) -> None:
+        from harness import calibration as cb
+        import numpy as np
+
+        cal = pp.prompt.calibration
+        examples = calibration_examples(prepared, pp)
+        got: dict[str, lk.LabelScores] = {}
+
+        async def score(example: Example) -> None:
+            scores, response, cached = await likelihood(pp, example)
+            result.cache_hits += cached
+            if response.error_kind == "cache_miss":
+                result.cache_misses.append({"model": model.id, "prompt": pp.prompt.name, "example_id": example.id})
+            if scores is not None:
+                got[example.id] = scores
+
+        await _pool(examples, score, model.concurrency)
+        ok = [e for e in examples if e.id in got]
+        probs = np.array([[got[e.id].probs[l] for l in labels] for e in ok]) if ok else np.zeros((0, len(labels)))
+        record: dict[str, Any] = {"method": cal.method}
+        try:
+            if cal.method == "contextual":
+                calibrator = cb.fit("contextual", None, None, labels, content_free=probs if ok else None)
+                record["content_free"] = [e.text for e in ok]
+            else:
+                y = np.array([labels.index(e.gold) for e in ok], dtype=int)
+                calibrator = cb.fit(cal.method, probs, y, labels, metric=cal.metric)
+                after = calibrator.apply(probs)
+                record["validation"] = {
+                    "split": prepared.spec.dataset.validation_split, "n": len(ok),
+                    "limit": cal.validation_limit, "seed": prepared.spec.dataset.seed,
+                    "accuracy_before": round(cb.accuracy(probs.argmax(1), y), 6),
+                    "accuracy_after": round(cb.accuracy(after.argmax(1), y), 6),
+                    "nll_before": round(cb.nll(probs, y), 6), "nll_after": round(cb.nll(after, y), 6),
+                }
+        except ValueError as exc:
+            record["error"] = f"not fitted: {exc} ({len(ok)} of {len(examples)} calibration inputs scored)"
+            result.calibration[pp.prompt.name] = record
+            return
+        record["params"] = calibrator.params
+        result.calibration[pp.prompt.name] = record
+        calibrators[pp.prompt.name] = calibrator
+
+    async def one_likelihood(pp: PreparedPrompt, example: Example) -> None:
+        scores, response, cached = await likelihood(pp, example)
+        result.cache_hits += cached
+        if response.error_kind == "cache_miss":
+            result.cache_misses.append({"model": model.id, "prompt": pp.prompt.name, "example_id": example.id})
+        usage = response.usage or {}
+        fields: dict[str, Any] = {}
+        if scores is not None:
+            probs = scores.probs
+            calibrator = calibrators.get(pp.prompt.name)
+            if calibrator is not None:
+                fields["label_probs_uncalibrated"] = probs
+                row = calibrator.apply([[probs[l] for l in labels]])[0]
+                probs = {l: round(float(p), 6) for l, p in zip(labels, row)}
+            prediction = max(labels, key=lambda l: (probs[l], -labels.index(l)))
+            fields.update(prediction=prediction, outcome="valid", parsed_from="label",
+                          confidence=probs[prediction], label_probs=probs, label_mass=scores.mass)
+        else:
+            error = response.error or "the response carries no logprobs: the server must return top_logprobs"
+            fields.update(prediction=None, outcome="api_error", error=error)
+        prediction = Prediction(
+            example_id=example.id, model=model.id, prompt=pp.prompt.name,
+            gold=example.gold, raw=response.text, finish_reason=response.finish_reason,
+            latency_s=None if response.latency_s is None else round(response.latency_s, 4),
+            prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+            cached_tokens=usage.get("cached_tokens"), cached=cached,
+            server_timing={k: usage[k] for k in SERVER_TIMING if k in usage} or None,
+            **fields,
+        )
+        writer.write(prediction)
+        if on_result is not None:
+            on_result(prediction)
+
     async def one(pp: PreparedPrompt, example: Example) -> None:
+        if pp.prompt.answer == "label_likelihood":
+            return await one_likelihood(pp, example)
         body = request_body(prepared, pp, example, model, provider)
         response, cached = await answer(body)
         result.cache_hits += cached
@@ -321,35 +473,17 @@ async def run_model(
             # the loop below then reads the answers back through the usual cache/validation path.
             pending = []
             for pp in prepared.prompts:
-                for example in prepared.run_examples:
-                    body = request_body(prepared, pp, example, model, provider)
+                for _, body in planned_bodies(prepared, pp, model, provider):
                     if cache is None or await cache.lookup(cache_material(provider, body), record=False) is None:
                         pending.append(body)
             if pending:
                 await ensure_started()
                 await provider.run_batch(pending)
         for pp in prepared.prompts:
-            queue: asyncio.Queue[Example] = asyncio.Queue()
-            for example in prepared.run_examples:
-                queue.put_nowait(example)
-
-            async def worker() -> None:
-                while True:
-                    try:
-                        example = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    await one(pp, example)
-
             t0 = time.perf_counter()
-            workers = [asyncio.create_task(worker()) for _ in range(min(model.concurrency, queue.qsize() or 1))]
-            try:
-                await asyncio.gather(*workers)
-            except BaseException:
-                for w in workers:
-                    w.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
-                raise
+            if calibration_examples(prepared, pp):
+                await fit_calibration(pp)  # validation requests first: never the evaluated split
+            await _pool(prepared.run_examples, lambda example, pp=pp: one(pp, example), model.concurrency)
             result.wall_s[pp.prompt.name] = round(time.perf_counter() - t0, 3)
     finally:
         if started:
@@ -358,6 +492,68 @@ async def run_model(
             await provider.stop()
         result.stopped = fatal[0] if fatal else None
     return result
+
+
+def check_answer_methods(prepared: Prepared, model: Model, provider: Provider) -> None:
+    """`answer: label_likelihood` on a provider without logprobs is an error, not a fallback
+    (the spec catches the providers it knows; this catches --model on the command line)."""
+    for pp in prepared.prompts:
+        if pp.prompt.answer == "label_likelihood" and not provider.supports_logprobs:
+            raise HarnessError(
+                f"model {model.id}: prompt {pp.prompt.name!r} uses answer: label_likelihood, but "
+                f"provider {provider.name!r} returns no token logprobs; use another provider or "
+                "answer: generate"
+            )
+
+
+def add_likelihood_figures(rows: list, predictions: list[Prediction], results: list, spec: Spec) -> list:
+    """Per row: the answer method, the fitted calibration, the label mass and (for every row with
+    probabilities, baselines included) the confidence figures (harness.confidence_metrics)."""
+    from harness.confidence_metrics import add_calibration_figures
+    from harness.metrics.row import MetricsRow
+    from harness.records import group_predictions
+
+    metrics = [row.to_wire() for row in rows]
+
+    methods = {p.name: p.answer for p in spec.prompts}
+    fits = {(r.model, name): fit for r in results for name, fit in r.calibration.items()}
+    groups = group_predictions(predictions)
+    for m in metrics:
+        key = (m.get("model"), m.get("prompt"))
+        if methods.get(m.get("prompt")) == "label_likelihood" and key in groups:
+            m["answer"] = "label_likelihood"
+            masses = [p.label_mass for p in groups[key] if p.label_mass is not None]
+            if masses:
+                m["label_mass"] = {"n": len(masses), "mean": round(sum(masses) / len(masses), 6),
+                                   "low": sum(1 for x in masses if x < lk.LOW_MASS), "threshold": lk.LOW_MASS}
+        if key in fits:
+            m["calibration_fit"] = fits[key]
+    add_calibration_figures(metrics, predictions, spec.label_names, spec.task)
+    return [MetricsRow.model_validate(m) for m in metrics]
+
+
+async def _pool(items: list, fn: Callable[[Any], Any], concurrency: int) -> None:
+    """Run `fn` over `items` with at most `concurrency` in flight (a fixed pool of workers)."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        while True:
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await fn(item)
+
+    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, queue.qsize() or 1))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
 
 
 def default_run_dir(spec: Spec, root: Path = Path("runs")) -> Path:
@@ -533,6 +729,7 @@ async def run_eval(
     try:
         for model in selected:
             provider = get_provider_class(model.provider)(model)
+            check_answer_methods(prepared, model, provider)
             reason = provider.missing_requirement()
             # A replay never calls the model, so a missing API key does not matter.
             if reason and not getattr(cache, "replay", False):
@@ -565,6 +762,7 @@ async def run_eval(
     predictions = [p for p in everything if p.suite is None]  # suites are reported on their own
     walls = {(r.model, p): w for r in results for p, w in r.wall_s.items()}
     rows = build_rows(predictions, spec.label_names, spec.task, models=selected, walls=walls, baselines=baseline_results)
+    rows = add_likelihood_figures(rows, predictions, results, spec)
     run = {
         "spec": spec.name,
         "spec_path": str(spec.path) if spec.path else None,

@@ -49,7 +49,8 @@ class Dataset(_Strict):
         "train", description="Split for few-shot examples and trained baselines; null for none."
     )
     validation_split: str | None = Field(
-        None, description="Split for tuning baseline thresholds (multi-label)."
+        None, description="Split for tuning baseline thresholds (multi-label) and fitting the "
+        "calibration of label-likelihood prompts."
     )
     text_field: str | list[str] = Field(
         "text", description="Field holding the input text, or several joined by `text_separator`."
@@ -77,6 +78,43 @@ class FewShot(_Strict):
     split: str | None = Field(None, description="Split to draw from; default: dataset.train_split.")
 
 
+AnswerMethod = Literal["generate", "label_likelihood"]
+CalibrationMethod = Literal["none", "threshold", "contextual", "temperature", "platt"]
+# Providers whose API returns no token logprobs: `answer: label_likelihood` cannot run on them.
+# (Kept here, not read from the provider classes, because the spec is validated before providers
+# are imported; tests/test_likelihood.py checks it against `Provider.supports_logprobs`.)
+NO_LOGPROBS_PROVIDERS: dict[str, str] = {
+    "groq": "Groq rejects logprobs/top_logprobs with HTTP 400",
+}
+
+
+class Calibration(_Strict):
+    """How a label-likelihood prompt's probabilities are recalibrated (harness.calibration).
+
+    Fitted on `dataset.validation_split` (never on the evaluated split), applied to the evaluated
+    split; the fitted parameters go into metrics.json (`calibration_fit`) and report.md."""
+
+    method: CalibrationMethod = Field(
+        "none",
+        description="none | threshold (per-class log-bias, binary: a decision threshold, maximising "
+        "`metric`) | contextual (Zhao et al. 2021: divide out the probabilities of content-free "
+        "inputs) | temperature (one temperature, argmax unchanged) | platt (scale + per-class bias, "
+        "fitted by NLL).",
+    )
+    metric: Literal["accuracy", "macro_f1"] = Field(
+        "accuracy", description="What `threshold` maximises on the validation split."
+    )
+    validation_limit: int | None = Field(
+        200, ge=2, description="A seeded, label-stratified sample of the validation split (like "
+        "dataset.limit); null: the whole split.",
+    )
+    content_free: list[str] = Field(
+        default_factory=lambda: ["N/A", "", "[MASK]"],
+        description="`contextual`: the inputs rendered through the prompt's template in place of "
+        "the text.",
+    )
+
+
 class Prompt(_Strict):
     name: Name
     template: str = Field(
@@ -84,6 +122,22 @@ class Prompt(_Strict):
     )
     mode: OutputMode | None = Field(None, description="Overrides output.mode for this prompt.")
     few_shot: FewShot = Field(default_factory=FewShot)
+    answer: AnswerMethod = Field(
+        "generate",
+        description="generate: the model writes its answer, which is validated; label_likelihood: "
+        "the probability of every label as the answer's first token(s) (single-label tasks, "
+        "providers with logprobs); the prediction is the most probable label.",
+    )
+    likelihood_max_tokens: int | None = Field(
+        1, ge=1, description="label_likelihood: max_tokens of its requests (only the first token "
+        "is read). null: the model's max_tokens, which makes the request identical to a generated "
+        "answer of the same template in mode text when the model's params ask for logprobs "
+        "(top_logprobs 20), so both rows share one request through the cache.",
+    )
+    calibration: Calibration | None = Field(
+        None, description="label_likelihood only: recalibrate the label probabilities on "
+        "dataset.validation_split.",
+    )
 
 
 class Output(_Strict):
@@ -278,6 +332,9 @@ class Spec(_Strict):
         return [label.name for label in self.labels]
 
     def mode_of(self, prompt: Prompt) -> OutputMode:
+        # A label-likelihood prompt asks for a bare label (its few-shot answers too).
+        if prompt.mode is None and prompt.answer == "label_likelihood":
+            return "text"
         return prompt.mode or self.output.mode
 
     def prompt(self, name: str) -> Prompt:
@@ -323,12 +380,13 @@ class Spec(_Strict):
                     f"maps {key!r} to {value!r}, which is not in labels ({', '.join(self.label_names)})",
                 )
         for i, p in enumerate(self.prompts):
-            if self.mode_of(p) == "text" and not shape_class(shape).text_mode:
+            if self.mode_of(p) == "text" and not shape_class(shape).text_mode and p.answer == "generate":
                 raise _At(
                     ("prompts", i, "mode") if p.mode else ("output", "mode"),
                     f"prompt {p.name!r}: mode 'text' answers a bare label, which fits output.shape "
                     f"{either(map(repr, text_mode_shapes()))}, not {shape!r}",
                 )
+            _check_answer_method(self, i, p)
             if p.few_shot.k and not (p.few_shot.split or self.dataset.train_split):
                 raise _At(("prompts", i, "few_shot"), f"prompt {p.name!r}: few_shot needs dataset.train_split")
         _check_baselines(self)
@@ -343,6 +401,33 @@ class Spec(_Strict):
                 if self.task == "single_label" and not isinstance(case.label, str):
                     raise _At(("suites", i, "cases", j, "label"), "single_label tasks expect one label name")
         return self
+
+
+def _check_answer_method(spec: "Spec", i: int, p: Prompt) -> None:
+    """`answer: label_likelihood` needs one label per example, logprobs from every model and, to
+    calibrate, a validation split."""
+    if p.answer != "label_likelihood":
+        if p.calibration is not None:
+            raise _At(("prompts", i, "calibration"), f"prompt {p.name!r}: calibration needs "
+                      "`answer: label_likelihood` (generated answers have no label probabilities)")
+        return
+    if spec.task != "single_label":
+        raise _At(("prompts", i, "answer"), f"prompt {p.name!r}: label_likelihood scores one label "
+                  "per example; it needs task: single_label")
+    for j, m in enumerate(spec.models):
+        why = NO_LOGPROBS_PROVIDERS.get(m.provider)
+        if why:
+            raise _At(("models", j, "provider"), f"model {m.id}: prompt {p.name!r} uses "
+                      f"answer: label_likelihood, which needs token logprobs; {why}. Use a provider "
+                      "with logprobs (openai, vllm, llamacpp, transformers) or answer: generate")
+    method = p.calibration.method if p.calibration is not None else "none"
+    if method not in ("none", "contextual") and not spec.dataset.validation_split:
+        raise _At(("prompts", i, "calibration", "method"), f"prompt {p.name!r}: calibration "
+                  f"{method!r} is fitted on dataset.validation_split, which is not set; add "
+                  "`validation_split: validation` (never the evaluated split)")
+    if method != "none" and spec.dataset.validation_split == spec.dataset.split:
+        raise _At(("dataset", "validation_split"), "calibration must not be fitted on the evaluated "
+                  f"split ({spec.dataset.split!r}); name another split")
 
 
 def _check_baselines(spec: "Spec") -> None:

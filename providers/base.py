@@ -21,6 +21,13 @@ class ChatRequest:
     params: Params
     response_format: dict | None = None  # OpenAI-shaped: json_schema / json_object / None (text)
     choices: list[str] | None = None  # single-label tasks: the labels, for providers that can constrain to them
+    # label likelihood (harness.likelihood): the last message is an assistant prefill to continue
+    continue_final: bool = False
+    # a label-likelihood request (one token, logprobs): no answer constraint may be added to it
+    likelihood: bool = False
+    # label likelihood on providers with `scores_sequences`: spellings whose exact log-probability
+    # as the answer is wanted (the response's logprobs list one {token, logprob} per spelling)
+    score: list[str] | None = None
 
 
 @dataclass
@@ -55,6 +62,11 @@ class Provider(ABC):
     # Whether `options.batch` / --batch can send this model's requests through a Batch API
     # (OpenAI, Groq). Servers that batch concurrent requests themselves have none.
     has_batch_api: ClassVar[bool] = False
+    # What `answer: label_likelihood` may use: token logprobs with top alternatives; continuing a
+    # final assistant message (to split labels that share first tokens); exact sequence scores.
+    supports_logprobs: ClassVar[bool] = True
+    supports_prefill: ClassVar[bool] = False
+    scores_sequences: ClassVar[bool] = False
 
     def __init__(self, model: Model):
         self.model = model

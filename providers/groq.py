@@ -26,6 +26,7 @@ STRICT_MODELS = frozenset({"openai/gpt-oss-20b", "openai/gpt-oss-120b"})
 
 
 class GroqProvider(OpenAIProvider):
+    supports_logprobs = False  # logprobs/top_logprobs get HTTP 400 (harness.spec.NO_LOGPROBS_PROVIDERS)
     name = "groq"
     key_env = "GROQ_API_KEY"
     base_url_env = "GROQ_BASE_URL"

@@ -52,6 +52,7 @@ class LlamaCppProvider(OpenAIProvider):
     name = "llamacpp"
     key_env = None
     has_batch_api = False
+    supports_prefill = True  # llama-server continues a final assistant message by itself
     base_url_env = "LLAMACPP_BASE_URL"
     default_base_url = ""
 

@@ -135,8 +135,13 @@ class TransformersProvider(Provider):
 
     # -- request bodies --------------------------------------------------------------------------
 
+    scores_sequences = True  # answer: label_likelihood scores every label exactly (_score)
+
     def build_body(self, request: ChatRequest) -> dict[str, Any]:
         p = request.params
+        if request.score is not None:
+            # Exact log P(spelling | prompt) for each spelling; nothing is generated.
+            return {"model": self.model.model, "messages": request.messages, "score": list(request.score)}
         sample = bool(p.temperature)  # None or 0 -> greedy
         body: dict[str, Any] = {
             "model": self.model.model,
@@ -351,6 +356,8 @@ class TransformersProvider(Provider):
         """One generate() call for requests with the same decoding settings (a worker thread)."""
         import torch
 
+        if "score" in bodies[0]:
+            return [self._score(body) for body in bodies]
         results: list[ChatResponse | None] = [None] * len(bodies)
         texts, rows = [], []
         for i, body in enumerate(bodies):
@@ -413,6 +420,44 @@ class TransformersProvider(Provider):
                 served_model=self.model.model,
             )
         return results
+
+    def _score(self, body: dict[str, Any]) -> ChatResponse:
+        """Sum of the log-probabilities of each spelling's tokens after the prompt (one forward
+        pass per spelling; the prompt is the chat-templated messages with the generation prompt)."""
+        import torch
+
+        try:
+            prompt = self._prompt_text(body["messages"])
+        except Exception as exc:  # noqa: BLE001 - a template that rejects these messages
+            return ChatResponse(error=f"chat template failed: {type(exc).__name__}: {exc}", error_kind="bad_request")
+        tok = self.tokenizer
+        prompt_ids = tok(prompt, add_special_tokens=not self.use_chat_template)["input_ids"]
+        out = []
+        with self._lock, torch.inference_mode():
+            for spelling in body["score"]:
+                # Tokenise prompt + spelling together (merges at the seam are the model's own),
+                # then score the tokens after the prompt's.
+                ids = tok(prompt + spelling, add_special_tokens=not self.use_chat_template)["input_ids"]
+                start = len(prompt_ids)
+                if ids[:start] != prompt_ids or len(ids) <= start:
+                    ids = prompt_ids + tok(spelling, add_special_tokens=False)["input_ids"]
+                tensor = torch.tensor([ids], device=self.lm.device)
+                if self.is_seq2seq:
+                    enc = torch.tensor([prompt_ids], device=self.lm.device)
+                    target = tok(spelling, add_special_tokens=False)["input_ids"]
+                    start_id = self.lm.config.decoder_start_token_id
+                    dec = torch.tensor([[start_id] + target[:-1]], device=self.lm.device)
+                    logits = self.lm(input_ids=enc, decoder_input_ids=dec).logits[0]
+                    lp = torch.log_softmax(logits.float(), dim=-1)
+                    total = float(sum(lp[i, t] for i, t in enumerate(target)))
+                else:
+                    logits = self.lm(input_ids=tensor).logits[0]
+                    lp = torch.log_softmax(logits.float(), dim=-1)
+                    total = float(sum(lp[i - 1, ids[i]] for i in range(start, len(ids))))
+                out.append({"token": spelling, "logprob": total, "top_logprobs": []})
+        best = max(out, key=lambda e: e["logprob"])["token"] if out else None
+        return ChatResponse(text=best, finish_reason="stop", usage={"prompt_tokens": len(prompt_ids),
+                            "completion_tokens": 0}, logprobs=out, served_model=self.model.model)
 
     def _logprobs(self, logits, row: int, content: list[int], top: int) -> list[dict]:
         import torch

@@ -120,6 +120,7 @@ class VllmProvider(OpenAIProvider):
     name = "vllm"
     key_env = "VLLM_API_KEY"  # optional: sent when set
     has_batch_api = False
+    supports_prefill = True  # with continue_final_message (build_body)
     base_url_env = "VLLM_BASE_URL"
     default_base_url = ""
 
@@ -201,8 +202,12 @@ class VllmProvider(OpenAIProvider):
         # them (the OpenAI defaults when the spec leaves them unset).
         body["temperature"] = 1.0 if p.temperature is None else p.temperature
         body["top_p"] = 1.0 if p.top_p is None else p.top_p
+        if request.continue_final:  # label likelihood: continue the assistant prefill
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
         if (
             self.options.constrain == "choice"
+            and not request.likelihood
             and request.response_format is None
             and not {"structured_outputs", "guided_choice"} & set(p.extra_body)
         ):

@@ -28,7 +28,9 @@ def harness(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.Comp
 
 def replay_run(out: Path, *extra: str) -> Path:
     """`harness eval specs/rotten_tomatoes.yaml --cache replay EXTRA --out OUT`."""
-    harness("eval", str(SPEC), "--cache", "replay", "--quiet", "--out", str(out), *extra)
+    # two answer-format prompts the report tests count rows and pairs for
+    prompts = ["--prompt", "json_schema", "--prompt", "bare_label"]
+    harness("eval", str(SPEC), "--cache", "replay", "--quiet", "--out", str(out), *prompts, *extra)
     return out
 
 

@@ -305,3 +305,52 @@ def test_smollm2_gguf_gives_real_labels_like_llama_cpp(tmp_path):
     same = sum(by_llama[r["example_id"]] == r["raw"] for r in records)
     # Dequantized float32 weights and llama.cpp's quantized kernels may part on a near tie.
     assert same >= 5, [(r["raw"], by_llama[r["example_id"]]) for r in records]
+
+
+def test_exact_label_likelihood_equals_a_manual_forward_pass(tiny_models):
+    """`score` bodies: log P(spelling | prompt) summed over the spelling's tokens, as computed by
+    hand with one forward pass; then through `harness eval` as an answer: label_likelihood prompt."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    msgs = [{"role": "user", "content": "A dull film."}]
+    provider = make(tiny_models["llama"])
+    body = provider.build_body(ChatRequest(messages=msgs, params=Params(), score=["negative", "positive"],
+                                           likelihood=True))
+    assert body == {"model": str(tiny_models["llama"]), "messages": msgs, "score": ["negative", "positive"]}
+
+    async def one():
+        await provider.start()
+        try:
+            return await provider.send(body)
+        finally:
+            await provider.stop()
+
+    r = asyncio.run(one())
+    tok = AutoTokenizer.from_pretrained(tiny_models["llama"])
+    lm = AutoModelForCausalLM.from_pretrained(tiny_models["llama"]).eval()
+    prompt = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    for entry in r.logprobs:
+        ids = tok(prompt + entry["token"], add_special_tokens=False)["input_ids"]
+        start = len(tok(prompt, add_special_tokens=False)["input_ids"])
+        with torch.no_grad():
+            lp = torch.log_softmax(lm(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
+        expected = sum(float(lp[i - 1, ids[i]]) for i in range(start, len(ids)))
+        assert entry["logprob"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_label_likelihood_prompt_through_harness_eval(tiny_models, tmp_path):
+    spec_path = write_spec(tmp_path, {"provider": "transformers", "model": str(tiny_models["llama"]),
+                                      "concurrency": 2}, prompts=("bare_label",))
+    spec = json.loads(spec_path.read_text())
+    spec["prompts"][0].update(name="likelihood", answer="label_likelihood")
+    del spec["prompts"][0]["mode"]
+    spec_path.write_text(json.dumps(spec))
+    records = run(spec_path, tmp_path / "run")
+    assert len(records) == len(REVIEWS)
+    for r in records:
+        assert r["outcome"] == "valid" and set(r["label_probs"]) == set(LABELS)
+        assert sum(r["label_probs"].values()) == pytest.approx(1, abs=1e-5)
+        assert r["prediction"] == max(LABELS, key=lambda l: r["label_probs"][l])
+        assert 0 < r["label_mass"] <= 1 and r["confidence"] == r["label_probs"][r["prediction"]]
+    row = json.loads((tmp_path / "run" / "metrics.json").read_text())["results"][0]
+    assert row["answer"] == "label_likelihood" and row["calibration"]["n"] == len(REVIEWS)

@@ -1,0 +1,219 @@
+"""Confidence figures for a metrics row: is a model's probability worth believing?
+
+Plain numpy functions over arrays (so they can move into a metric kernel), plus `row_figures()`,
+which builds the `calibration` part of a metrics row (the shared contract in HELPERS.md):
+
+    {"n", "ece", "ece_equal_mass", "brier", "log_loss", "margin_mean", "entropy_mean", "bins": [...]}
+
+* ECE: sum over bins of |accuracy - mean confidence| weighted by the bin's share, on the top-label
+  confidence; equal-width bins (10, the reliability diagram) and equal-mass bins (each holds n/10).
+* Brier score as scikit-learn computes it: binary tasks the mean squared error of P(labels[1]);
+  more labels the mean over examples of the sum over labels of (p - onehot)^2.
+* log loss: mean -log p(gold), probabilities clipped at 1e-15 (as scikit-learn).
+* margin: top probability minus the second; entropy in nats.
+
+Rows with a full distribution (label_probs of label-likelihood rows, a baseline's probabilities,
+any binary task where the chosen label's confidence fixes the other one) get every figure. Rows
+with only the chosen label's confidence (multi-class token logprobs, stated confidences) get ECE
+and the top-label Brier score (confidence vs correct), and null for log loss, margin and entropy.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+N_BINS = 10
+CLIP = 1e-15
+
+
+def ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS, equal_mass: bool = False) -> float:
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    n = len(confidence)
+    if n == 0:
+        return float("nan")
+    total = 0.0
+    for idx in _bin_indices(confidence, n_bins, equal_mass):
+        if len(idx):
+            total += len(idx) / n * abs(correct[idx].mean() - confidence[idx].mean())
+    return float(total)
+
+
+def _bin_indices(confidence: np.ndarray, n_bins: int, equal_mass: bool) -> list[np.ndarray]:
+    if equal_mass:
+        order = np.argsort(confidence, kind="stable")
+        return [chunk for chunk in np.array_split(order, n_bins)]
+    # bins (lo, hi] as in most ECE code; confidence 0 falls in the first bin
+    which = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    return [np.flatnonzero(which == b) for b in range(n_bins)]
+
+
+def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS) -> list[dict]:
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    out = []
+    for b, idx in enumerate(_bin_indices(confidence, n_bins, False)):
+        if not len(idx):
+            continue  # empty bins are left out (the contract's bins hold numbers)
+        out.append({
+            "lo": round(b / n_bins, 6), "hi": round((b + 1) / n_bins, 6), "n": int(len(idx)),
+            "confidence": round(float(confidence[idx].mean()), 6),
+            "accuracy": round(float(correct[idx].mean()), 6),
+        })
+    return out
+
+
+def brier(probs: np.ndarray, y: np.ndarray) -> float:
+    """scikit-learn's brier_score_loss: binary on P(class 1), multi-class the sum over classes."""
+    probs = np.atleast_2d(np.asarray(probs, dtype=float))
+    y = np.asarray(y, dtype=int)
+    if probs.shape[1] == 2:
+        return float(np.mean((probs[:, 1] - (y == 1)) ** 2))
+    onehot = np.eye(probs.shape[1])[y]
+    return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
+
+
+def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    probs = np.atleast_2d(np.asarray(probs, dtype=float))
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    p = np.clip(probs[np.arange(len(y)), np.asarray(y, dtype=int)], CLIP, 1 - CLIP)
+    return float(-np.mean(np.log(p)))
+
+
+def margin(probs: np.ndarray) -> np.ndarray:
+    s = np.sort(np.atleast_2d(np.asarray(probs, dtype=float)), axis=1)
+    return s[:, -1] - s[:, -2]
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    p = np.atleast_2d(np.asarray(probs, dtype=float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return terms.sum(axis=1)
+
+
+def figures(probs: np.ndarray | None, y: np.ndarray | None, confidence: np.ndarray, correct: np.ndarray) -> dict:
+    """The contract dict from a full distribution (`probs`, `y`) or only top-label confidences."""
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    full = probs is not None
+    return {
+        "n": int(len(confidence)),
+        "ece": _r(ece(confidence, correct)),
+        "ece_equal_mass": _r(ece(confidence, correct, equal_mass=True)),
+        "brier": _r(brier(probs, y) if full else float(np.mean((confidence - correct) ** 2))),
+        "log_loss": _r(log_loss(probs, y)) if full else None,
+        "margin_mean": _r(float(margin(probs).mean())) if full else None,
+        "entropy_mean": _r(float(entropy(probs).mean())) if full else None,
+        "bins": reliability_bins(confidence, correct),
+    }
+
+
+def _r(value: float) -> float:
+    return round(float(value), 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# From prediction records
+
+
+def distribution(pred: Any, labels: list[str]) -> list[float] | None:
+    """A prediction's probability for every label, when the record has one."""
+    probs = getattr(pred, "label_probs", None)
+    if isinstance(probs, dict) and all(l in probs for l in labels):
+        return [float(probs[l]) for l in labels]
+    if getattr(pred, "parsed_from", None) == "baseline" and isinstance(pred.raw, str):
+        try:
+            data = json.loads(pred.raw)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and all(isinstance(data.get(l), (int, float)) for l in labels):
+            values = [float(data[l]) for l in labels]
+            total = sum(values)
+            return [v / total for v in values] if total > 0 else None
+    if len(labels) == 2 and pred.confidence is not None and pred.prediction in labels:
+        c = float(pred.confidence)
+        return [c, 1 - c] if pred.prediction == labels[0] else [1 - c, c]
+    return None
+
+
+def row_figures(preds: Sequence[Any], labels: list[str], task: str) -> dict | None:
+    """The `calibration` figures of one model × prompt row; None when no answer has a probability."""
+    if task != "single_label":
+        return None
+    index = {l: i for i, l in enumerate(labels)}
+    scored = [p for p in preds if p.outcome == "valid" and p.prediction in index and p.gold in index
+              and (p.confidence is not None or getattr(p, "label_probs", None))]
+    if not scored:
+        return None
+    dists = [distribution(p, labels) for p in scored]
+    y = np.array([index[p.gold] for p in scored])
+    correct = np.array([p.prediction == p.gold for p in scored], dtype=float)
+    if all(d is not None for d in dists):
+        probs = np.array(dists, dtype=float)
+        confidence = probs[np.arange(len(scored)), [index[p.prediction] for p in scored]]
+        return figures(probs, y, confidence, correct)
+    confidence = np.array([float(p.confidence) if p.confidence is not None else max(d or [0]) for p, d in zip(scored, dists)])
+    return figures(None, None, confidence, correct)
+
+
+def add_calibration_figures(metrics: list[dict], preds: Sequence[Any], labels: list[str], task: str) -> None:
+    """Add `calibration` to every row whose answers carry probabilities."""
+    from harness.records import group_predictions
+
+    groups = group_predictions(preds)
+    for m in metrics:
+        members = groups.get((m.get("model"), m.get("prompt")))
+        if members:
+            fig = row_figures(members, labels, task)
+            if fig is not None:
+                m["calibration"] = fig
+
+
+def confidence_markdown(metrics: list[dict]) -> list[str]:
+    """report.md section: figures per row, fitted calibration parameters, low label mass."""
+    rows = [m for m in metrics if m.get("calibration")]
+    if not rows:
+        return []
+    lines = ["## Confidence", "",
+             "How far to trust each row's probabilities (top-label confidence; ECE over 10 equal-width "
+             "/ 10 equal-mass bins; Brier and log loss on the label distribution, lower is better).", "",
+             "| model | prompt | n | ECE | ECE (equal mass) | Brier | log loss | margin | entropy |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def f(v):
+        return "–" if v is None else f"{v:.3f}"
+
+    for m in rows:
+        c = m["calibration"]
+        lines.append(f"| {_md(m['model'])} | {_md(m['prompt'])} | {c['n']} | {f(c['ece'])} | "
+                     f"{f(c['ece_equal_mass'])} | {f(c['brier'])} | {f(c['log_loss'])} | "
+                     f"{f(c['margin_mean'])} | {f(c['entropy_mean'])} |")
+    lines.append("")
+    fits = [m for m in metrics if m.get("calibration_fit")]
+    if fits:
+        lines += ["Calibration fitted on the validation split (never the evaluated one):", ""]
+        for m in fits:
+            fit = m["calibration_fit"]
+            v = fit.get("validation") or {}
+            where = (f"{v.get('split')} ({v.get('n')} examples; accuracy {v.get('accuracy_before', 0):.1%} "
+                     f"→ {v.get('accuracy_after', 0):.1%})" if v.get("n") else "content-free inputs")
+            lines.append(f"- `{m['model']}` / `{m['prompt']}`: **{fit['method']}** on {where}: "
+                         f"`{json.dumps(fit['params'], ensure_ascii=False)}`")
+        lines.append("")
+    low = [m for m in metrics if (m.get("label_mass") or {}).get("low")]
+    for m in low:
+        lm = m["label_mass"]
+        lines.append(f"- ⚠ `{m['model']}` / `{m['prompt']}`: the labels got a mean probability mass of "
+                     f"{lm['mean']:.2f}; {lm['low']} of {lm['n']} answers below {lm['threshold']:g} — the "
+                     "model wanted to say something else there.")
+    if low:
+        lines.append("")
+    return lines
+
+
+def _md(value: Any) -> str:
+    return str(value).replace("|", "\\|")
