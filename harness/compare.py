@@ -291,3 +291,122 @@ def print_comparison(comparison: Comparison, console, *, show: int = 10, width: 
         console.print(f"only in A: {row}")
     for row in comparison.only_in_b:
         console.print(f"only in B: {row}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Template diff, flip texts, Markdown (the --html page is harness.html_pages.compare_page)
+
+
+def _templates(data: RunData) -> dict | None:
+    import json
+
+    path = data.dir / "templates.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def template_diffs(a: RunData, b: RunData) -> list[dict]:
+    """Per prompt name in either run: {"prompt", "status": same|changed|only in A|only in B|not
+    recorded, "sha_a", "sha_b", "diff"} with a unified diff of the template sources when changed."""
+    import difflib
+
+    ta, tb = _templates(a), _templates(b)
+    if ta is None and tb is None:
+        return []
+    out = []
+    for name in dict.fromkeys(list(ta or {}) + list(tb or {})):
+        ea, eb = (ta or {}).get(name), (tb or {}).get(name)
+        entry = {"prompt": name, "sha_a": (ea or {}).get("sha256") or "", "sha_b": (eb or {}).get("sha256") or "", "diff": ""}
+        if ea is None or eb is None:
+            missing = "A" if ea is None else "B"
+            recorded = (ta if missing == "A" else tb) is not None
+            entry["status"] = f"only in {'B' if missing == 'A' else 'A'}" if recorded else f"not recorded in run {missing}"
+        elif ea.get("sha256") == eb.get("sha256") and ea.get("mode") == eb.get("mode"):
+            entry["status"] = "same"
+        else:
+            entry["status"] = "changed"
+            src_a = (ea.get("source") or "").splitlines(keepends=True)
+            src_b = (eb.get("source") or "").splitlines(keepends=True)
+            diff = "".join(difflib.unified_diff(src_a, src_b, f"A/{ea.get('template')}", f"B/{eb.get('template')}"))
+            if ea.get("mode") != eb.get("mode"):
+                diff = f"mode: {ea.get('mode')} -> {eb.get('mode')}\n" + diff
+            entry["diff"] = diff
+        out.append(entry)
+    return out
+
+
+def fill_flip_texts(comparison: Comparison, a: RunData, b: RunData) -> None:
+    """Flips with no text (the dataset could not be read) take it from predictions.jsonl, which
+    records each example's text since runs store it."""
+    if all(f.get("text") for pair in comparison.pairs for f in pair.right_to_wrong + pair.wrong_to_right):
+        return
+    texts: dict[str, str] = {}
+    for data in (b, a):
+        try:
+            for p in data.predictions:
+                if p.text is not None:
+                    texts.setdefault(p.example_id, p.text)
+        except Exception:  # a missing predictions file leaves the ids alone
+            continue
+    for pair in comparison.pairs:
+        for f in pair.right_to_wrong + pair.wrong_to_right:
+            if not f.get("text"):
+                f["text"] = texts.get(f["example_id"])
+
+
+def comparison_markdown(comparison: Comparison, diffs: list[dict] | None = None, *, show: int = 5) -> str:
+    """A short GitHub Markdown summary for CI (e.g. $GITHUB_STEP_SUMMARY)."""
+
+    def md(value) -> str:
+        return str(value).replace("\n", " ").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+    lines = [f"## compare: {md(comparison.a)} → {md(comparison.b)}", ""]
+    lines += [f"> note: {md(n)}" for n in comparison.notes]
+    if comparison.notes:
+        lines.append("")
+    if comparison.pairs:
+        lines += ["| model | prompt | accuracy A | accuracy B | Δ | 95% CI | McNemar p | macro F1 Δ | flips (→✗ / →✓) |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for pair in comparison.pairs:
+            f = pair.figures.get("accuracy") or {}
+            boot = pair.bootstrap or {}
+            ci = boot.get("accuracy_ci")
+            lines.append(
+                f"| {md(pair.model)} | {md(pair.prompt)} | {_pct(f.get('a'))} | {_pct(f.get('b'))} | {_signed_pts(f.get('delta'))} | "
+                f"{'–' if not ci else f'{ci[0] * 100:+.1f} to {ci[1] * 100:+.1f}'} | {pair.mcnemar_p:.3g} | "
+                f"{_signed_f1(boot.get('macro_f1_delta'))} | {len(pair.right_to_wrong)} / {len(pair.wrong_to_right)} |")
+        lines.append("")
+    for d in diffs or []:
+        if d["status"] == "changed":
+            lines += [f"<details><summary>template {md(d['prompt'])} changed</summary>", "", "```diff", d["diff"].rstrip("\n"), "```", "", "</details>", ""]
+        elif d["status"] != "same":
+            lines += [f"- template {md(d['prompt'])}: {md(d['status'])}"]
+    for pair in comparison.pairs:
+        if pair.right_to_wrong:
+            lines += ["", f"{md(pair.model)} / {md(pair.prompt)}: right → wrong (first {min(show, len(pair.right_to_wrong))} of {len(pair.right_to_wrong)}):", ""]
+            for f in pair.right_to_wrong[:show]:
+                lines.append(f"- `{md(f['example_id'])}` gold {md(f['gold'])}, B {md(f['b'])}: {md(_short(f.get('text'), 120))}")
+    for row in comparison.only_in_a:
+        lines.append(f"- only in A: {md(row)}")
+    for row in comparison.only_in_b:
+        lines.append(f"- only in B: {md(row)}")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def print_template_diffs(diffs: list[dict], console) -> None:
+    """The templates that changed between the runs, as unified diffs (nothing when all match)."""
+    from rich.text import Text
+
+    for d in diffs:
+        if d["status"] == "changed":
+            console.rule(f"template {d['prompt']} changed")
+            for line in d["diff"].splitlines():
+                style = "green" if line.startswith("+") and not line.startswith("+++") else (
+                    "red" if line.startswith("-") and not line.startswith("---") else "")
+                console.print(Text(line, style=style))
+        elif d["status"] != "same":
+            console.print(f"template {d['prompt']}: {d['status']}", markup=False)

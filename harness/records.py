@@ -52,6 +52,12 @@ class Prediction:
     cached: bool = False  # answered from the response cache
     # server-side seconds some providers report with usage (Groq: queue_time, prompt_time, ...)
     server_timing: dict[str, float] | None = None
+    # the example's text, so predictions.jsonl loads in pandas on its own (None in old runs)
+    text: str | None = None
+    # set for an edge-case suite's cases (`suites:` in the spec): kept out of the main metrics
+    suite: str | None = None
+    # the dataset columns named by the spec's `slices:`, for accuracy by slice in report.html
+    slices: dict[str, Any] | None = None
     # answer: label_likelihood (harness.likelihood): every label's probability (calibrated when
     # the prompt calibrates), the mass the labels got before renormalising, and the probabilities
     # before calibration
@@ -62,7 +68,12 @@ class Prediction:
     def to_json(self) -> str:
         # Field by field: dataclasses.asdict deep-copies every value, which was a fifth of a cached
         # replay's time; the values are plain JSON types (a tuple gold serializes as a list).
-        return json.dumps({name: getattr(self, name) for name in _PREDICTION_FIELDS}, ensure_ascii=False)
+        text = json.dumps({name: getattr(self, name) for name in _PREDICTION_FIELDS}, ensure_ascii=False)
+        # Example texts may hold U+2028/U+2029/U+0085, which str.splitlines() (and some JSONL
+        # readers) take for line ends: written escaped, every record stays on one line.
+        if "\u2028" in text or "\u2029" in text or "\x85" in text:
+            text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").replace("\x85", "\\u0085")
+        return text
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Prediction":

@@ -237,7 +237,7 @@ def _names(items: list | None) -> str:
     return ", ".join(names) or DASH
 
 
-def markdown_report(run: dict, metrics: list[dict]) -> str:
+def markdown_report(run: dict, metrics: list[dict], suites: list[dict] | None = None) -> str:
     """The run report as GitHub Markdown."""
     lines = [f"# {run.get('spec', 'run')}", ""]
     if run.get("description"):
@@ -296,6 +296,11 @@ def markdown_report(run: dict, metrics: list[dict]) -> str:
             lines += _confusion_markdown(m["confusion"])
             lines.append("")
 
+    if suites:
+        from harness.suites import suites_markdown
+
+        lines += suites_markdown(suites)
+
     if run.get("baselines"):
         from harness.baselines.report import baselines_markdown
 
@@ -321,18 +326,22 @@ def markdown_report(run: dict, metrics: list[dict]) -> str:
 # Files
 
 
-def write_run_files(run_dir: Path, run: dict, rows: "list[MetricsRow] | list[dict]") -> list[dict]:
-    """Write `metrics.json` ({"schema_version", "run", "results"}) and `report.md` into `run_dir`;
-    returns the rows as written. Rows are `MetricsRow`s (dicts are read as rows first, so what is
-    written always fits the published schema)."""
+def write_run_files(
+    run_dir: Path, run: dict, rows: "list[MetricsRow] | list[dict]", suites: list[dict] | None = None,
+) -> list[dict]:
+    """Write `metrics.json` ({"schema_version", "run", "results"}, plus "suites" when the spec has
+    edge-case suites: harness.suites.score_suites) and `report.md` into `run_dir`; returns the rows
+    as written. Rows are `MetricsRow`s (dicts are read as rows first, so what is written always
+    fits the published schema)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics = [(row if isinstance(row, MetricsRow) else MetricsRow.from_wire(row)).to_wire() for row in rows]
-    payload = json.dumps(
-        {"schema_version": SCHEMA_VERSION, "run": run, "results": metrics}, indent=2, sort_keys=False, ensure_ascii=False
-    )
+    body = {"schema_version": SCHEMA_VERSION, "run": run, "results": metrics}
+    if suites:
+        body["suites"] = suites
+    payload = json.dumps(body, indent=2, sort_keys=False, ensure_ascii=False)
     _write_atomic(run_dir / "metrics.json", payload + "\n")
-    _write_atomic(run_dir / "report.md", markdown_report(run, metrics))
+    _write_atomic(run_dir / "report.md", markdown_report(run, metrics, suites))
     return metrics
 
 

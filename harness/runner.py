@@ -16,6 +16,7 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -101,6 +102,13 @@ class Prepared:
             for p in select_prompts(spec, prompt_names)
         ]
         self.eval: Split = load_eval_split(spec, limit=limit)
+        # The spec's edge-case suites (ids `suite:NAME:I`), run after the split's examples through
+        # the same path; their predictions are tagged `suite` and kept out of the main metrics.
+        from harness.suites import suite_examples
+
+        self.suite_examples: list[Example] = suite_examples(spec)
+        self.run_examples: list[Example] = self.eval.examples + self.suite_examples
+        self._check_slices()
         self._shot_pools: dict[str, list[Example]] = {}
         self._validation: dict[int | None, Split] = {}
 
@@ -113,6 +121,55 @@ class Prepared:
             self._validation[limit] = load_split(self.spec, split, limit=limit, seed=self.spec.dataset.seed)
         return self._validation[limit]
 
+    def _check_slices(self) -> None:
+        """Every `slices:` field must be a column of the evaluated rows: say so before any call."""
+        if not self.spec.slices or not self.eval.examples:
+            return
+        columns = set(self.eval.examples[0].fields)
+        for i, name in enumerate(self.spec.slices):
+            if not any(name in e.fields for e in self.eval.examples):
+                raise HarnessError(
+                    f"{self.spec.path or '<spec>'}: slices[{i}]: {name!r} is not a column of the dataset "
+                    f"(columns: {', '.join(sorted(map(str, columns)))})"
+                )
+
+    def annotate(self, prediction: Prediction) -> Prediction:
+        """Add the example's text, suite and slice values to a prediction record (LLM or baseline)."""
+        example = self._by_id.get(prediction.example_id)
+        if example is not None:
+            prediction.text = example.text
+            if example.id.startswith("suite:"):
+                prediction.suite = example.id.split(":")[1]
+            elif self.spec.slices:
+                prediction.slices = {name: _slice_value(example.fields.get(name)) for name in self.spec.slices}
+        return prediction
+
+    @cached_property
+    def _by_id(self) -> dict[str, Example]:
+        return {e.id: e for e in self.run_examples}
+
+    def templates_record(self) -> dict:
+        """What was asked, per prompt: the template's source and sha256 and the messages rendered
+        for the first example (`templates.json` in the run folder; `harness compare` diffs it)."""
+        import hashlib
+
+        out = {}
+        first = self.eval.examples[0] if self.eval.examples else None
+        for pp in self.prompts:
+            source = pp.renderer.path.read_text(encoding="utf-8")
+            entry = {
+                "template": pp.prompt.template, "path": str(pp.renderer.path), "mode": pp.mode,
+                "few_shot": pp.prompt.few_shot.model_dump(mode="json"),
+                "sha256": hashlib.sha256(source.encode("utf-8")).hexdigest(), "source": source,
+            }
+            if first is not None:
+                messages = self.messages(pp, first)
+                entry["first_example_id"] = first.id
+                entry["system"] = next((m["content"] for m in messages if m["role"] == "system"), None)
+                entry["first_messages"] = messages
+            out[pp.prompt.name] = entry
+        return out
+
     def shot_pool(self, prompt: Prompt) -> list[Example]:
         split = prompt.few_shot.split or self.spec.dataset.train_split
         if split not in self._shot_pools:
@@ -124,6 +181,13 @@ class Prepared:
         if pp.prompt.few_shot.k:
             shots = draw_shots(self.shot_pool(pp.prompt), pp.prompt.few_shot.k, pp.prompt.few_shot.seed, example)
         return pp.renderer.render(example, shots)
+
+
+def _slice_value(value: Any) -> Any:
+    """A slice value as stored: scalars as they are, anything else as its JSON text."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def request_body(prepared: Prepared, pp: PreparedPrompt, example: Example, model: Model, provider: Provider) -> dict:
@@ -175,7 +239,7 @@ def planned_bodies(prepared: Prepared, pp: PreparedPrompt, model: Model, provide
     """(example id, body) of every request a prompt makes that can be known before any answer:
     calibration inputs first, then the evaluated split."""
     return [(e.id, request_body(prepared, pp, e, model, provider))
-            for e in calibration_examples(prepared, pp) + list(prepared.eval.examples)]
+            for e in calibration_examples(prepared, pp) + list(prepared.run_examples)]  # suites last
 
 
 def planned_requests(
@@ -235,11 +299,14 @@ class PredictionWriter:
     """Writes prediction records to a JSONL file, flushed per record so a kill loses nothing done.
     A rerun into the same folder starts the file afresh: answered requests come back from the cache."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, annotate: Callable[[Prediction], Prediction] | None = None):
         self.path = path
+        self._annotate = annotate
         self._file = open(path, "w", encoding="utf-8")
 
     def write(self, prediction: Prediction) -> None:
+        if self._annotate is not None:
+            prediction = self._annotate(prediction)
         self._file.write(prediction.to_json() + "\n")
         self._file.flush()
 
@@ -457,7 +524,7 @@ async def run_model(
             t0 = time.perf_counter()
             if calibration_examples(prepared, pp):
                 await fit_calibration(pp)  # validation requests first: never the evaluated split
-            await _pool(prepared.eval.examples, lambda example, pp=pp: one(pp, example), model.concurrency)
+            await _pool(prepared.run_examples, lambda example, pp=pp: one(pp, example), model.concurrency)
             result.wall_s[pp.prompt.name] = round(time.perf_counter() - t0, 3)
     finally:
         if started:
@@ -558,6 +625,8 @@ class RunOutcome:
     run: dict
     # --cache replay: requests with no stored response ({"model", "prompt", "example_id"})
     cache_misses: list[dict] = field(default_factory=list)
+    # harness.suites.score_suites: pass rate and failures per suite and model x prompt
+    suites: list[dict] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -682,10 +751,11 @@ async def run_eval(
         resolved["dataset"]["limit"] = limit
     (run_dir / "spec.resolved.json").write_text(json.dumps(resolved, indent=2, ensure_ascii=False) + "\n")
     (run_dir / "dataset.json").write_text(json.dumps(prepared.eval.fingerprint, indent=2) + "\n")
+    (run_dir / "templates.json").write_text(json.dumps(prepared.templates_record(), indent=2, ensure_ascii=False) + "\n")
 
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    writer = PredictionWriter(run_dir / "predictions.jsonl")
+    writer = PredictionWriter(run_dir / "predictions.jsonl", annotate=prepared.annotate)
     results: list[ModelResult] = []
     baseline_results = []
     interrupted: BaseException | None = None
@@ -699,7 +769,7 @@ async def run_eval(
                 log(f"skipping {model.id}: {reason}")
                 results.append(ModelResult(model.id, skipped=reason))
                 continue
-            total = len(prepared.eval.examples) * len(prepared.prompts)
+            total = len(prepared.run_examples) * len(prepared.prompts)
             on_result = progress.tracker(model.id, total) if progress is not None else None
             # A model stopped by a fatal error (see FATAL_ERROR_KINDS) is reported once, in
             # run["stopped"], not once per example.
@@ -708,7 +778,7 @@ async def run_eval(
             from harness.baselines import run_baselines
 
             baseline_results = run_baselines(
-                spec, prepared.eval.examples, chosen_baselines, writer.write, progress=progress, log=log
+                spec, prepared.run_examples, chosen_baselines, writer.write, progress=progress, log=log
             )
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
         # Ctrl-C / SIGTERM: what finished is scored and written, marked incomplete, then the
@@ -718,7 +788,11 @@ async def run_eval(
         writer.close()
     wall_s = round(time.perf_counter() - t0, 3)
 
-    predictions = read_predictions(run_dir / "predictions.jsonl")
+    from harness.suites import score_suites
+
+    everything = read_predictions(run_dir / "predictions.jsonl")
+    suites = score_suites(everything)
+    predictions = [p for p in everything if p.suite is None]  # suites are reported on their own
     walls = {(r.model, p): w for r in results for p, w in r.wall_s.items()}
     rows = build_rows(predictions, spec.label_names, spec.task, models=selected, walls=walls, baselines=baseline_results)
     rows = add_likelihood_figures(rows, predictions, results, spec)
@@ -758,9 +832,15 @@ async def run_eval(
     run["status"] = status
     run["status_reasons"] = reasons
     run["status_warnings"] = warnings
-    metrics = write_run_files(run_dir, run, rows)
+    metrics = write_run_files(run_dir, run, rows, suites=suites)
+    try:  # the page is a view of the files just written: a bug in it must not lose the run
+        from harness.html_report import write_html_report
+
+        write_html_report(run_dir)
+    except Exception as exc:  # noqa: BLE001
+        log(f"report.html not written ({type(exc).__name__}: {exc}); `harness report {run_dir}` retries")
     if out_dir is None and status == "complete":  # `latest` only ever names a complete run
         update_latest(run_dir)
     if interrupted is not None:
         raise interrupted
-    return RunOutcome(run_dir, metrics, run, [m for r in results for m in r.cache_misses])
+    return RunOutcome(run_dir, metrics, run, [m for r in results for m in r.cache_misses], suites)

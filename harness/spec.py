@@ -258,6 +258,31 @@ class CacheSettings(_Strict):
     )
 
 
+class SuiteCase(_Strict):
+    text: str = Field(min_length=1, description="The input text of the hand-written case.")
+    label: Union[str, list[str]] = Field(description="The expected label (a list of labels for multi-label tasks).")
+
+
+class Suite(_Strict):
+    """Hand-written edge cases with expected labels (a behavioural test list), run with the same
+    prompts and models as the dataset and reported per suite, outside the main metrics."""
+
+    name: Name
+    file: str | None = Field(
+        None, description="A .jsonl, .csv or .yaml file of cases with `text` and `label` fields, "
+        "relative to the spec's folder."
+    )
+    cases: list[SuiteCase] | None = Field(None, description="Inline cases: [{text, label}, ...].")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Suite":
+        if (self.file is None) == (self.cases is None):
+            raise ValueError(f"suite {self.name!r}: give exactly one of `file` or `cases`")
+        if self.cases is not None and not self.cases:
+            raise _At(("cases",), f"suite {self.name!r}: `cases` is empty")
+        return self
+
+
 class RunSettings(_Strict):
     max_error_share: float = Field(
         0.05, ge=0, le=1,
@@ -279,6 +304,15 @@ class Spec(_Strict):
     baselines: list[BaselineEntry] = Field(default_factory=list)  # type: ignore[valid-type]
     checks: list[Check] = Field(default_factory=list)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    slices: list[str] = Field(
+        default_factory=list,
+        description="Dataset columns to break accuracy down by in report.html (e.g. a domain or source field).",
+    )
+    suites: list[Suite] = Field(
+        default_factory=list,
+        description="Edge-case suites: hand-written cases with expected labels, evaluated with the same "
+        "prompts and models and reported per suite (pass rate, failures), outside the main metrics.",
+    )
     run: RunSettings = Field(default_factory=RunSettings)
 
     _path: Path | None = PrivateAttr(None)
@@ -360,6 +394,16 @@ class Spec(_Strict):
             if p.few_shot.k and not (p.few_shot.split or self.dataset.train_split):
                 raise _At(("prompts", i, "few_shot"), f"prompt {p.name!r}: few_shot needs dataset.train_split")
         _check_baselines(self)
+        _unique([s.name for s in self.suites], "suites", "name", "suite names must be unique")
+        for i, suite in enumerate(self.suites):
+            for j, case in enumerate(suite.cases or []):
+                given = [case.label] if isinstance(case.label, str) else case.label
+                for value in given:
+                    if value not in names:
+                        raise _At(("suites", i, "cases", j, "label"),
+                                  f"{value!r} is not a label ({', '.join(self.label_names)})")
+                if self.task == "single_label" and not isinstance(case.label, str):
+                    raise _At(("suites", i, "cases", j, "label"), "single_label tasks expect one label name")
         return self
 
 

@@ -189,7 +189,8 @@ def test_model_flag_replaces_the_spec_models_and_skips_without_a_key(tmp_path):
     assert "smollm2" not in result.stdout  # the spec's own model is not run
 
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "dataset.json", "metrics.json", "predictions.jsonl", "report.md", "spec.resolved.json",
+        "dataset.json", "metrics.json", "predictions.jsonl", "report.html", "report.md", "spec.resolved.json",
+        "templates.json",
     ]
     resolved = json.loads((run_dir / "spec.resolved.json").read_text())
     assert [(m["provider"], m["model"]) for m in resolved["models"]] == [

@@ -171,7 +171,8 @@ def test_server_is_gone_after_the_run(run):
 
 def test_run_folder_holds_the_resolved_spec_and_dataset_fingerprint(run):
     assert sorted(p.name for p in run.out.iterdir()) == [
-        "dataset.json", "metrics.json", "predictions.jsonl", "report.md", "spec.resolved.json",
+        "dataset.json", "metrics.json", "predictions.jsonl", "report.html", "report.md", "spec.resolved.json",
+        "templates.json",
     ]
     resolved = json.loads((run.out / "spec.resolved.json").read_text())
     assert resolved["name"] == "rotten_tomatoes"
@@ -190,8 +191,11 @@ def test_predictions_one_record_per_example_model_prompt(run):
     spec = load_spec(ROOT / SPEC)
     split = load_eval_split(spec, limit=LIMIT)
     golds = {e.id: e.gold for e in split.examples}
-    records = [json.loads(line) for line in (run.out / "predictions.jsonl").read_text().splitlines()]
+    every = [json.loads(line) for line in (run.out / "predictions.jsonl").read_text().splitlines()]
+    records = [r for r in every if not r["suite"]]  # the spec's edge-case suites are reported apart
     prompts = [p.name for p in spec.prompts]
+    cases = sum(len(s.cases or []) for s in spec.suites)
+    assert len(every) - len(records) == cases * len(prompts)
     assert len(records) == LIMIT * len(prompts) * 1
     assert Counter((r["model"], r["prompt"]) for r in records) == {
         ("llamacpp:smollm2", p): LIMIT for p in prompts
@@ -227,7 +231,7 @@ def test_metrics_per_model_and_prompt_match_the_predictions(run):
     rows = metrics["results"]
     prompts = [p.name for p in load_spec(ROOT / SPEC).prompts]
     assert [(m["model"], m["prompt"]) for m in rows] == [("llamacpp:smollm2", p) for p in prompts]
-    records = [json.loads(line) for line in (run.out / "predictions.jsonl").read_text().splitlines()]
+    records = [r for r in map(json.loads, (run.out / "predictions.jsonl").read_text().splitlines()) if not r["suite"]]
     for m in rows:
         mine = [r for r in records if r["prompt"] == m["prompt"]]
         valid = [r for r in mine if r["outcome"] == "valid"]
@@ -248,7 +252,8 @@ def test_metrics_per_model_and_prompt_match_the_predictions(run):
         diagonal = confusion["matrix"][0][0] + confusion["matrix"][1][1]
         assert diagonal == correct
         assert sum(row[2] for row in confusion["matrix"]) == LIMIT - len(valid)
-    assert metrics["run"]["requests"]["llamacpp:smollm2"]["sent"] == len(prompts) * LIMIT
+    cases = sum(len(s.cases or []) for s in load_spec(ROOT / SPEC).suites)  # the suites' cases are asked too
+    assert metrics["run"]["requests"]["llamacpp:smollm2"]["sent"] == len(prompts) * (LIMIT + cases)
 
 
 def test_report_and_console_show_the_summary_table(run):

@@ -31,7 +31,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.cli import cache, check, compare, curve, eval as eval_cmd, render, schema, validate
+    from harness.cli import cache, check, compare, curve, eval as eval_cmd, history, render, report, schema, validate
 
     parser = argparse.ArgumentParser(
         prog="harness", description="Evaluate LLM prompts against declarative YAML specs.",
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"harness {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (eval_cmd, curve, check, compare, cache, validate, render, schema):
+    for module in (eval_cmd, curve, check, compare, report, history, cache, validate, render, schema):
         p = module.add_parser(sub)
         p.epilog = EXIT_CODES
         p.formatter_class = argparse.RawDescriptionHelpFormatter

@@ -19,6 +19,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--json", action="store_true", help="the full comparison as JSON")
     add_allow_incomplete(p)
+    from harness.html_commands import add_compare_arguments
+
+    add_compare_arguments(p)  # --html FILE, --markdown FILE|-
     p.set_defaults(func=run)
     return p
 
@@ -29,8 +32,15 @@ def run(args: argparse.Namespace) -> int:
 
     a, b = runs_to_compare(args.run_a, args.run_b, allow_incomplete=args.allow_incomplete)
     comparison = compare_runs(a, b, resamples=args.resamples, seed=args.seed)
+    from harness.html_commands import write_compare_outputs
+
     if args.json:
         print(json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False))
-    else:
-        print_comparison(comparison, console(), show=args.show)
+    elif args.markdown != "-":
+        from harness.compare import print_template_diffs, template_diffs
+
+        out = console()
+        print_comparison(comparison, out, show=args.show)
+        print_template_diffs(template_diffs(a, b), out)
+    write_compare_outputs(args, comparison, a, b)
     return 0

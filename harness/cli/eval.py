@@ -174,9 +174,19 @@ def _run(args: argparse.Namespace) -> int:
         out.print(f"[yellow]{note}[/]")
     for warning in outcome.run.get("status_warnings", []):
         out.print(f"warning: {warning}", markup=False)
+    totals: dict[str, list[int]] = {}  # per suite, over its model x prompt rows; report.md has the rest
+    for s in outcome.suites:
+        passed_n = totals.setdefault(s["suite"], [0, 0, 0])
+        passed_n[0] += s["passed"]
+        passed_n[1] += s["n"]
+        passed_n[2] += 1
+    for name, (passed, n, rows) in totals.items():
+        out.print(f"suite {name}: {passed}/{n} passed over {rows} rows (failures in report.md)", markup=False)
     out.print(f"run folder: {outcome.run_dir}  ({outcome.run['wall_s']:.1f}s)")
     if cache is not None:
         report_cache(cache, outcome, err)
+    if (outcome.run_dir / "report.html").is_file():
+        out.print(f"report: {outcome.run_dir / 'report.html'}", markup=False)
     heading = f"## harness eval {spec.name}: {outcome.run['status']}"
     if not outcome.complete:
         out.print(f"[bold red]status: INCOMPLETE[/] — these figures are not a result (exit 4):")
