@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import os
 import signal
@@ -31,14 +32,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _die_with_parent(parent: int) -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         try:
             import ctypes
 
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except OSError:
-            pass
+            return
+        # A parent killed between fork and prctl sends no signal: the child sees it re-parented
+        # and ends here instead of becoming an orphaned server.
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 def _get(url: str, timeout: float) -> tuple[int, bytes]:
@@ -98,7 +103,7 @@ class ManagedServer:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=functools.partial(_die_with_parent, os.getpid()),
                 env={**os.environ, **(self.env or {})},
             )
         except OSError as exc:
