@@ -160,19 +160,6 @@ def row_figures(preds: Sequence[Any], labels: list[str], task: str) -> dict | No
     return figures(None, None, confidence, correct)
 
 
-def add_calibration_figures(metrics: list[dict], preds: Sequence[Any], labels: list[str], task: str) -> None:
-    """Add `calibration` to every row whose answers carry probabilities."""
-    from harness.records import group_predictions
-
-    groups = group_predictions(preds)
-    for m in metrics:
-        members = groups.get((m.get("model"), m.get("prompt")))
-        if members:
-            fig = row_figures(members, labels, task)
-            if fig is not None:
-                m["calibration"] = fig
-
-
 def confidence_markdown(metrics: list[dict]) -> list[str]:
     """report.md section: figures per row, fitted calibration parameters, low label mass."""
     rows = [m for m in metrics if m.get("calibration")]

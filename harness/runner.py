@@ -546,32 +546,6 @@ def check_answer_methods(prepared: Prepared, model: Model, provider: Provider) -
             )
 
 
-def add_likelihood_figures(rows: list, predictions: list[Prediction], results: list, spec: Spec) -> list:
-    """Per row: the answer method, the fitted calibration, the label mass and (for every row with
-    probabilities, baselines included) the confidence figures (harness.confidence_metrics)."""
-    from harness.confidence_metrics import add_calibration_figures
-    from harness.metrics.row import MetricsRow
-    from harness.records import group_predictions
-
-    metrics = [row.to_wire() for row in rows]
-
-    methods = {p.name: p.answer for p in spec.prompts}
-    fits = {(r.model, name): fit for r in results for name, fit in r.calibration.items()}
-    groups = group_predictions(predictions)
-    for m in metrics:
-        key = (m.get("model"), m.get("prompt"))
-        if methods.get(m.get("prompt")) == "label_likelihood" and key in groups:
-            m["answer"] = "label_likelihood"
-            masses = [p.label_mass for p in groups[key] if p.label_mass is not None]
-            if masses:
-                m["label_mass"] = {"n": len(masses), "mean": round(sum(masses) / len(masses), 6),
-                                   "low": sum(1 for x in masses if x < lk.LOW_MASS), "threshold": lk.LOW_MASS}
-        if key in fits:
-            m["calibration_fit"] = fits[key]
-    add_calibration_figures(metrics, predictions, spec.label_names, spec.task)
-    return [MetricsRow.model_validate(m) for m in metrics]
-
-
 async def _pool(items: list, fn: Callable[[Any], Any], concurrency: int) -> None:
     """Run `fn` over `items` with at most `concurrency` in flight (a fixed pool of workers)."""
     queue: asyncio.Queue = asyncio.Queue()
@@ -794,8 +768,11 @@ async def run_eval(
     suites = score_suites(everything)
     predictions = [p for p in everything if p.suite is None]  # suites are reported on their own
     walls = {(r.model, p): w for r in results for p, w in r.wall_s.items()}
-    rows = build_rows(predictions, spec.label_names, spec.task, models=selected, walls=walls, baselines=baseline_results)
-    rows = add_likelihood_figures(rows, predictions, results, spec)
+    rows = build_rows(
+        predictions, spec.label_names, spec.task, models=selected, walls=walls, baselines=baseline_results,
+        answers={p.name: p.answer for p in spec.prompts},
+        calibration_fits={(r.model, name): fit for r in results for name, fit in r.calibration.items()},
+    )
     run = {
         "spec": spec.name,
         "spec_path": str(spec.path) if spec.path else None,

@@ -35,18 +35,26 @@ def build_rows(
     intervals: bool = True,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    answers: dict[str, str] | None = None,
+    calibration_fits: dict[tuple[str, str], dict] | None = None,
 ) -> list[MetricsRow]:
     """One row per model × prompt.
 
     `models` are the spec `Model`s (their prices give the cost part); `walls` maps (model, prompt)
     to the runner's wall seconds (given: every row gets `wall_s`, None where unknown); `baselines`
-    are `BaselineResult`s (their rows get the baseline's wall, fit and predict times).
+    are `BaselineResult`s (their rows get the baseline's wall, fit and predict times); `answers`
+    maps a prompt to its answer method (label-likelihood rows get their label mass) and
+    `calibration_fits` (model, prompt) to the fitted calibration. Every row whose answers carry
+    probabilities gets the confidence figures (`calibration`).
     """
+    from harness.confidence_metrics import row_figures
+    from harness.likelihood import LOW_MASS
+
     prices = prices_for(models)
     finished = {r.id: r for r in baselines if not r.skipped}
     rows = []
-    for (model, prompt), members in group_predictions(predictions).items():
-        members = sorted(members, key=lambda p: p.example_id)
+    for (model, prompt), group in group_predictions(predictions).items():
+        members = sorted(group, key=lambda p: p.example_id)
         enc = encode(members, labels, task)
         row: dict[str, Any] = {"model": model, "prompt": prompt, **group_figures(members, enc)}
         cost = cost_part(members, prices.get(model), row["n_valid"])
@@ -66,6 +74,17 @@ def build_rows(
             interval = bootstrap_ci(enc, resamples=resamples, seed=seed)
             if interval is not None:
                 row["interval"] = interval
+        if (answers or {}).get(prompt) == "label_likelihood":
+            row["answer"] = "label_likelihood"
+            masses = [p.label_mass for p in group if p.label_mass is not None]
+            if masses:
+                row["label_mass"] = {"n": len(masses), "mean": round(sum(masses) / len(masses), 6),
+                                     "low": sum(1 for x in masses if x < LOW_MASS), "threshold": LOW_MASS}
+        if calibration_fits and (model, prompt) in calibration_fits:
+            row["calibration_fit"] = calibration_fits[(model, prompt)]
+        confidence = row_figures(group, labels, task)
+        if confidence is not None:
+            row["calibration"] = confidence
         rows.append(MetricsRow.model_validate(row))
     return rows
 
