@@ -10,7 +10,10 @@ which builds the `calibration` part of a metrics row (the shared contract in HEL
 * Brier score as scikit-learn computes it: binary tasks the mean squared error of P(labels[1]);
   more labels the mean over examples of the sum over labels of (p - onehot)^2.
 * log loss: mean -log p(gold), probabilities clipped at 1e-15 (as scikit-learn).
-* margin: top probability minus the second; entropy in nats.
+* margin: top probability minus the second; entropy in nats (both per example:
+  `harness.metrics.kernel.uncertainty`, stamped on each record by `stamp_uncertainty`); the row's
+  mean margin, mean entropy and share of near ties (margin below `kernel.LOW_MARGIN`) are kernel
+  figures over the valid answers that carry a distribution.
 
 Rows with a full distribution (label_probs of label-likelihood rows, a baseline's probabilities,
 any binary task where the chosen label's confidence fixes the other one) get every figure. Rows
@@ -24,6 +27,9 @@ import json
 from typing import Any, Sequence
 
 import numpy as np
+
+from harness.metrics import kernel
+from harness.metrics.kernel import uncertainty
 
 N_BINS = 10
 CLIP = 1e-15
@@ -83,31 +89,20 @@ def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.log(p)))
 
 
-def margin(probs: np.ndarray) -> np.ndarray:
-    s = np.sort(np.atleast_2d(np.asarray(probs, dtype=float)), axis=1)
-    return s[:, -1] - s[:, -2]
-
-
-def entropy(probs: np.ndarray) -> np.ndarray:
-    p = np.atleast_2d(np.asarray(probs, dtype=float))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    return terms.sum(axis=1)
-
-
 def figures(probs: np.ndarray | None, y: np.ndarray | None, confidence: np.ndarray, correct: np.ndarray) -> dict:
     """The contract dict from a full distribution (`probs`, `y`) or only top-label confidences."""
     confidence = np.asarray(confidence, dtype=float)
     correct = np.asarray(correct, dtype=float)
     full = probs is not None
+    margin, entropy = uncertainty(probs) if full else (None, None)
     return {
         "n": int(len(confidence)),
         "ece": _r(ece(confidence, correct)),
         "ece_equal_mass": _r(ece(confidence, correct, equal_mass=True)),
         "brier": _r(brier(probs, y) if full else float(np.mean((confidence - correct) ** 2))),
         "log_loss": _r(log_loss(probs, y)) if full else None,
-        "margin_mean": _r(float(margin(probs).mean())) if full else None,
-        "entropy_mean": _r(float(entropy(probs).mean())) if full else None,
+        "margin_mean": _r(float(margin.mean())) if full else None,
+        "entropy_mean": _r(float(entropy.mean())) if full else None,
         "bins": reliability_bins(confidence, correct),
     }
 
@@ -140,8 +135,33 @@ def distribution(pred: Any, labels: list[str]) -> list[float] | None:
     return None
 
 
-def row_figures(preds: Sequence[Any], labels: list[str], task: str) -> dict | None:
-    """The `calibration` figures of one model × prompt row; None when no answer has a probability."""
+def stamp_uncertainty(pred: Any, labels: list[str], task: str) -> Any:
+    """Set a record's `margin` and `entropy` (kernel.uncertainty) when it has a probability for
+    every label (`distribution`; single-label tasks: multi-label probabilities are one per label, not
+    a distribution) and they are not set yet; the record is returned."""
+    if task == "single_label" and pred.margin is None and pred.outcome == "valid":
+        dist = distribution(pred, labels)
+        if dist is not None:
+            margin, entropy = uncertainty([dist])
+            pred.margin, pred.entropy = _r(margin[0]), _r(entropy[0])
+    return pred
+
+
+def row_figures(preds: Sequence[Any], labels: list[str], task: str, enc: Any = None) -> dict | None:
+    """The `calibration` figures of one model × prompt row; None when no answer has a probability.
+    With the row's encoding `enc` (its records stamped by `stamp_uncertainty`), the margin and
+    entropy summaries come from the kernel, over the valid answers with a distribution."""
+    out = _row_figures(preds, labels, task)
+    if out is not None and enc is not None and not np.isnan(enc.margin).all():
+        w = kernel.valid_weights(enc)
+        out["margin_mean"] = kernel.rounded(kernel.margin_mean(enc, w))
+        out["entropy_mean"] = kernel.rounded(kernel.entropy_mean(enc, w))
+        out["low_margin_share"] = kernel.rounded(kernel.low_margin_share(enc, w))
+        out["low_margin_threshold"] = kernel.LOW_MARGIN
+    return out
+
+
+def _row_figures(preds: Sequence[Any], labels: list[str], task: str) -> dict | None:
     if task != "single_label":
         return None
     index = {l: i for i, l in enumerate(labels)}
@@ -168,18 +188,26 @@ def confidence_markdown(metrics: list[dict]) -> list[str]:
     lines = ["## Confidence", "",
              "How far to trust each row's probabilities (top-label confidence; ECE over 10 equal-width "
              "/ 10 equal-mass bins; Brier and log loss on the label distribution, lower is better).", "",
-             "| model | prompt | n | ECE | ECE (equal mass) | Brier | log loss | margin | entropy |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | prompt | n | ECE | ECE (equal mass) | Brier | log loss | margin | entropy | low margin |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def f(v):
         return "–" if v is None else f"{v:.3f}"
+
+    def pct(v):
+        return "–" if v is None else f"{v:.1%}"
 
     for m in rows:
         c = m["calibration"]
         lines.append(f"| {_md(m['model'])} | {_md(m['prompt'])} | {c['n']} | {f(c['ece'])} | "
                      f"{f(c['ece_equal_mass'])} | {f(c['brier'])} | {f(c['log_loss'])} | "
-                     f"{f(c['margin_mean'])} | {f(c['entropy_mean'])} |")
+                     f"{f(c['margin_mean'])} | {f(c['entropy_mean'])} | {pct(c.get('low_margin_share'))} |")
     lines.append("")
+    if any((m["calibration"].get("low_margin_threshold") is not None) for m in rows):
+        threshold = next(m["calibration"]["low_margin_threshold"] for m in rows
+                         if m["calibration"].get("low_margin_threshold") is not None)
+        lines += [f"Margin: top label probability minus the second (mean per answer); entropy in nats; low "
+                  f"margin: share of answers whose top two labels are less than {threshold:g} apart.", ""]
     fits = [m for m in metrics if m.get("calibration_fit")]
     if fits:
         lines += ["Calibration fitted on the validation split (never the evaluated one):", ""]

@@ -76,6 +76,8 @@ def load_split(spec: "Spec", split: str, *, limit: int | None = None, seed: int 
     for index, (where, row) in enumerate(rows):
         text = _text_of(spec, row, where)
         gold = mapper(row, where)
+        if gold is None:  # dataset.keep_single_labels: a row with several labels (or none) is left out
+            continue
         examples.append(Example(id=f"{split}:{index}", index=index, text=text, gold=gold, fields=row))
 
     total = len(examples)
@@ -413,6 +415,7 @@ class _GoldMapper:
         self.names = spec.label_names
         self.order = {name: i for i, name in enumerate(self.names)}
         self.multi = spec.task == "multi_label"
+        self.keep_single = spec.dataset.keep_single_labels
         label_map = spec.dataset.label_map
         self.table: dict[Any, str] = {}
         if label_map is not None:
@@ -456,7 +459,7 @@ class _GoldMapper:
             )
         return name
 
-    def __call__(self, row: dict, where: str) -> Gold:
+    def __call__(self, row: dict, where: str) -> Gold | None:
         if self.field not in row:
             raise HarnessError(
                 f"{where}: field {self.field!r} (dataset.label_field) is missing; the row has fields: "
@@ -468,10 +471,13 @@ class _GoldMapper:
                 raise HarnessError(
                     f"{where}: field {self.field!r} is null; allowed: {self.allowed}"
                 )
+            if isinstance(value, (list, tuple)) and self.keep_single:
+                return self.one(value[0], where) if len(value) == 1 else None
             if isinstance(value, (list, tuple)):
                 raise HarnessError(
                     f"{where}: field {self.field!r} is {_kind(value)}, but the task is single_label "
-                    f"(one label per row); set `task: multi_label` for lists of labels"
+                    f"(one label per row); set `task: multi_label` for lists of labels, or "
+                    "`dataset.keep_single_labels: true` to use the rows with exactly one"
                 )
             return self.one(value, where)
 

@@ -64,6 +64,12 @@ class Prediction:
     label_probs: dict[str, float] | None = None
     label_mass: float | None = None
     label_probs_uncalibrated: dict[str, float] | None = None
+    # when the record has a probability for every label: the top one minus the second, and the
+    # distribution's entropy in nats (harness.confidence_metrics.stamp_uncertainty)
+    margin: float | None = None
+    entropy: float | None = None
+    # strategy: top_down: the answer at each level above the labels, coarsest first ({"ekman": "joy"})
+    levels: dict[str, str] | None = None
 
     def to_json(self) -> str:
         # Field by field: dataclasses.asdict deep-copies every value, which was a fifth of a cached

@@ -142,7 +142,9 @@ class Prepared:
                 prediction.suite = example.id.split(":")[1]
             elif self.spec.slices:
                 prediction.slices = {name: _slice_value(example.fields.get(name)) for name in self.spec.slices}
-        return prediction
+        from harness.confidence_metrics import stamp_uncertainty
+
+        return stamp_uncertainty(prediction, self.spec.label_names, self.spec.task)
 
     @cached_property
     def _by_id(self) -> dict[str, Example]:
@@ -772,6 +774,7 @@ async def run_eval(
         predictions, spec.label_names, spec.task, models=selected, walls=walls, baselines=baseline_results,
         answers={p.name: p.answer for p in spec.prompts},
         calibration_fits={(r.model, name): fit for r in results for name, fit in r.calibration.items()},
+        hierarchy=spec.label_hierarchy(),
     )
     run = {
         "spec": spec.name,

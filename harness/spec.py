@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from harness.baselines.base import Baseline, spec_entry_type  # noqa: F401  (Baseline: for type hints)
 from harness.errors import FieldProblem, SpecError
+from harness.hierarchy import Hierarchy, Level, check_levels
 from harness.metrics.row import CHECKABLE
 from harness.shapes import ShapeName, either, shape_class, text_mode_shapes
 
@@ -64,6 +65,10 @@ class Dataset(_Strict):
     )
     limit: int | None = Field(
         None, ge=1, description="Evaluate a seeded, label-stratified sample of this many rows."
+    )
+    keep_single_labels: bool = Field(
+        False, description="single_label task on a label field of lists (e.g. go_emotions): use "
+        "only the rows that carry exactly one label (in every split); the others are left out.",
     )
     seed: int = Field(0, description="Seed for the `limit` sample.")
 
@@ -137,6 +142,12 @@ class Prompt(_Strict):
     calibration: Calibration | None = Field(
         None, description="label_likelihood only: recalibrate the label probabilities on "
         "dataset.validation_split.",
+    )
+    strategy: Literal["flat", "top_down"] = Field(
+        "flat", description="flat: one request among all labels; top_down (needs `hierarchy`): "
+        "the coarsest level first, then level by level among the chosen group's children, one "
+        "chained request per level (a group with one child needs none). The template sees "
+        "`level` and `parent`.",
     )
 
 
@@ -314,6 +325,12 @@ class Spec(_Strict):
         "prompts and models and reported per suite (pass rate, failures), outside the main metrics.",
     )
     run: RunSettings = Field(default_factory=RunSettings)
+    hierarchy: list[Level] = Field(
+        default_factory=list,
+        description="Coarser levels above the labels (harness.hierarchy), from the labels upwards: "
+        "the first level groups the labels, each next one groups the previous level's groups. "
+        "Predictions are scored at every level.",
+    )
 
     _path: Path | None = PrivateAttr(None)
     _lines: dict = PrivateAttr(default_factory=dict)  # key path -> line in the spec file
@@ -334,6 +351,10 @@ class Spec(_Strict):
     @property
     def label_names(self) -> list[str]:
         return [label.name for label in self.labels]
+
+    def label_hierarchy(self) -> Hierarchy | None:
+        """The `hierarchy:` levels as lookups; None for flat labels."""
+        return Hierarchy(self.hierarchy, self.label_names) if self.hierarchy else None
 
     def mode_of(self, prompt: Prompt) -> OutputMode:
         # A label-likelihood prompt asks for a bare label (its few-shot answers too).
@@ -391,9 +412,14 @@ class Spec(_Strict):
                     f"{either(map(repr, text_mode_shapes()))}, not {shape!r}",
                 )
             _check_answer_method(self, i, p)
+            _check_strategy(self, i, p)
             if p.few_shot.k and not (p.few_shot.split or self.dataset.train_split):
                 raise _At(("prompts", i, "few_shot"), f"prompt {p.name!r}: few_shot needs dataset.train_split")
         _check_baselines(self)
+        check_levels(self.hierarchy, self.label_names)
+        if self.dataset.keep_single_labels and self.task != "single_label":
+            raise _At(("dataset", "keep_single_labels"), "keeps the rows with one label for a "
+                      "single_label task; a multi_label task reads every row's list as it is")
         _unique([s.name for s in self.suites], "suites", "name", "suite names must be unique")
         for i, suite in enumerate(self.suites):
             for j, case in enumerate(suite.cases or []):
@@ -432,6 +458,23 @@ def _check_answer_method(spec: "Spec", i: int, p: Prompt) -> None:
     if method != "none" and spec.dataset.validation_split == spec.dataset.split:
         raise _At(("dataset", "validation_split"), "calibration must not be fitted on the evaluated "
                   f"split ({spec.dataset.split!r}); name another split")
+
+
+def _check_strategy(spec: "Spec", i: int, p: Prompt) -> None:
+    """`strategy: top_down` walks the hierarchy with one generated label per level."""
+    if p.strategy != "top_down":
+        return
+    why = None
+    if not spec.hierarchy:
+        why = "needs a `hierarchy:` (the levels to walk down)"
+    elif spec.task != "single_label":
+        why = "picks one group per level; it needs task: single_label"
+    elif p.answer != "generate":
+        why = "asks for a generated label at each level; use answer: generate"
+    elif p.few_shot.k:
+        why = "takes no few_shot examples yet (their answers would have to follow each level)"
+    if why:
+        raise _At(("prompts", i, "strategy"), f"prompt {p.name!r}: strategy top_down {why}")
 
 
 def _check_baselines(spec: "Spec") -> None:

@@ -62,7 +62,7 @@ def test_unknown_field_names_line_suggests_a_fix_and_lists_allowed_fields():
     text = BASE.replace("  source: data.jsonl\n", "  source: data.jsonl\n  lable_field: y\n")
     assert only_line(spec_error(text)) == (
         "s.yaml:4: dataset.lable_field: unknown field; did you mean 'label_field'? Allowed: "
-        "config, label_field, label_map, limit, revision, seed, source, split, text_field, "
+        "config, keep_single_labels, label_field, label_map, limit, revision, seed, source, split, text_field, "
         "text_separator, train_split, validation_split"
     )
 
@@ -81,7 +81,7 @@ def test_unknown_field_without_a_close_match_lists_allowed_fields_only():
     line = only_line(spec_error(text))
     assert line.startswith("s.yaml:10: prompts[0].zzz: unknown field Allowed: ")
     assert "did you mean" not in line
-    assert "answer, calibration, few_shot, likelihood_max_tokens, mode, name, template" in line
+    assert "answer, calibration, few_shot, likelihood_max_tokens, mode, name, strategy, template" in line
 
 
 def test_unknown_top_level_field():

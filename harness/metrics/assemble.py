@@ -37,6 +37,7 @@ def build_rows(
     seed: int = 0,
     answers: dict[str, str] | None = None,
     calibration_fits: dict[tuple[str, str], dict] | None = None,
+    hierarchy: Any = None,
 ) -> list[MetricsRow]:
     """One row per model × prompt.
 
@@ -47,14 +48,16 @@ def build_rows(
     `calibration_fits` (model, prompt) to the fitted calibration. Every row whose answers carry
     probabilities gets the confidence figures (`calibration`).
     """
-    from harness.confidence_metrics import row_figures
+    from harness.confidence_metrics import row_figures, stamp_uncertainty
+    from harness.hierarchy import level_figures
     from harness.likelihood import LOW_MASS
 
     prices = prices_for(models)
     finished = {r.id: r for r in baselines if not r.skipped}
     rows = []
     for (model, prompt), group in group_predictions(predictions).items():
-        members = sorted(group, key=lambda p: p.example_id)
+        # records written before margins were stamped (older runs) get them here
+        members = sorted((stamp_uncertainty(p, labels, task) for p in group), key=lambda p: p.example_id)
         enc = encode(members, labels, task)
         row: dict[str, Any] = {"model": model, "prompt": prompt, **group_figures(members, enc)}
         cost = cost_part(members, prices.get(model), row["n_valid"])
@@ -82,9 +85,11 @@ def build_rows(
                                      "low": sum(1 for x in masses if x < LOW_MASS), "threshold": LOW_MASS}
         if calibration_fits and (model, prompt) in calibration_fits:
             row["calibration_fit"] = calibration_fits[(model, prompt)]
-        confidence = row_figures(group, labels, task)
+        confidence = row_figures(members, labels, task, enc)
         if confidence is not None:
             row["calibration"] = confidence
+        if hierarchy is not None:
+            row["levels"] = level_figures(enc, hierarchy)
         rows.append(MetricsRow.model_validate(row))
     return rows
 

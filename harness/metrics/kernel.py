@@ -42,6 +42,9 @@ class Encoding:
     valid: np.ndarray  # (n,) bool
     correct: np.ndarray  # (n,) bool
     confidence: np.ndarray  # (n,) float, NaN where the record has none
+    # (n,) float, NaN where the record has no label distribution: top-two probability gap, entropy (nats)
+    margin: np.ndarray
+    entropy: np.ndarray
     # float32 copies for the weighted sums (small integers are exact; `_sum` hands the sums on as
     # float64); the label matrices transposed, (k, n), one contiguous row per label
     _gold: np.ndarray
@@ -97,16 +100,43 @@ def encode(preds: Sequence[Any], labels: Sequence[str], task: str) -> Encoding:
             if p.outcome == "valid":
                 pred[i, [column[name] for name in label_set(p.prediction, labels)]] = True
         correct = valid & (gold == pred).all(axis=1)
-    confidence = np.fromiter(
-        (math.nan if p.confidence is None else float(p.confidence) for p in preds), dtype=np.float64, count=n,
-    )
+    def per_example(name: str) -> np.ndarray:
+        values = (getattr(p, name, None) for p in preds)
+        return np.fromiter((math.nan if v is None else float(v) for v in values), dtype=np.float64, count=n)
+
+    return _encoding(task, labels, tuple(p.example_id for p in preds), gold, pred, valid, correct,
+                     per_example("confidence"), per_example("margin"), per_example("entropy"))
+
+
+def _encoding(task, labels, example_ids, gold, pred, valid, correct, confidence, margin, entropy) -> Encoding:
     return Encoding(
-        task=task, labels=labels, example_ids=tuple(p.example_id for p in preds),
+        task=task, labels=tuple(labels), example_ids=example_ids,
         gold=gold, pred=pred, valid=valid, correct=correct, confidence=confidence,
+        margin=margin, entropy=entropy,
         _gold=_columns(gold), _pred=_columns(pred), _hits=_columns(gold & pred),
         _correct=correct.astype(np.float32),
         _errors=(gold != pred).sum(axis=1).astype(np.float32),
     )
+
+
+def coarsen(enc: Encoding, labels: Sequence[str], ancestor: dict[str, str]) -> Encoding:
+    """`enc` one or more levels up a label hierarchy: each label column is mapped to the column of
+    its ancestor (`ancestor[label]`, one of `labels`), so gold and prediction name groups instead of
+    labels and every figure of this module applies unchanged. A right answer stays right; a wrong
+    one becomes right when both labels share the ancestor. An invalid answer still sets no column;
+    a single-label answer stays one-hot (multi-label: the set of the labels' ancestors)."""
+    labels = tuple(labels)
+    column = {name: j for j, name in enumerate(labels)}
+    up = np.zeros((len(enc.labels), len(labels)), dtype=np.int64)
+    for i, label in enumerate(enc.labels):
+        up[i, column[ancestor[label]]] = 1
+    gold = (enc.gold.astype(np.int64) @ up) > 0
+    pred = (enc.pred.astype(np.int64) @ up) > 0
+    correct = enc.valid & (gold == pred).all(axis=1)
+    if enc.task == "single_label":
+        correct &= gold.any(axis=1)
+    return _encoding(enc.task, labels, enc.example_ids, gold, pred, enc.valid, correct,
+                     enc.confidence, enc.margin, enc.entropy)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,6 +246,47 @@ def micro_f1(enc: Encoding, w: np.ndarray):
 def hamming_loss(enc: Encoding, w: np.ndarray):
     total = w.sum(axis=-1, dtype=np.float64) * len(enc.labels)
     return np.where(total > 0, _sum(w, enc._errors) / np.maximum(total, 1e-300), np.nan)
+
+
+# ---------------------------------------------------------------------------------------------
+# Uncertainty of a label distribution: per example (`uncertainty`), then weighted like any figure
+
+# A margin below this (the top two labels within 10 points of each other) counts as a near tie.
+LOW_MARGIN = 0.1
+
+
+def uncertainty(probs) -> tuple[np.ndarray, np.ndarray]:
+    """(margin, entropy) of each row of label probabilities (n, k): the top probability minus the
+    second, and -sum p·ln p in nats (0·ln 0 = 0). One label: margin 1, entropy 0."""
+    p = np.atleast_2d(np.asarray(probs, dtype=np.float64))
+    top = np.sort(p, axis=1)
+    margin = top[:, -1] - (top[:, -2] if p.shape[1] > 1 else 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return margin, terms.sum(axis=1)
+
+
+def _mean_where_known(w: np.ndarray, values: np.ndarray):
+    known = ~np.isnan(values)
+    weights = w * known
+    total = weights.sum(axis=-1, dtype=np.float64)
+    return np.where(total > 0, _sum(weights, np.where(known, values, 0.0)) / np.maximum(total, 1e-300), np.nan)
+
+
+def margin_mean(enc: Encoding, w: np.ndarray):
+    """Mean top-two margin over the weighted examples that have a label distribution."""
+    return _mean_where_known(w, enc.margin)
+
+
+def entropy_mean(enc: Encoding, w: np.ndarray):
+    """Mean entropy (nats) over the weighted examples that have a label distribution."""
+    return _mean_where_known(w, enc.entropy)
+
+
+def low_margin_share(enc: Encoding, w: np.ndarray, threshold: float = LOW_MARGIN):
+    """Share of the examples with a distribution whose margin is below `threshold` (near ties)."""
+    low = np.where(np.isnan(enc.margin), np.nan, (enc.margin < threshold).astype(np.float64))
+    return _mean_where_known(w, low)
 
 
 # Figures by name, as `metrics.json` calls them; `subset_accuracy` is multi-label accuracy.

@@ -8,7 +8,8 @@ optional *parts*, present when they apply:
   figures), `cost` (a price is known), `baseline` (an encoder baseline's fit / predict times),
   `interval` (bootstrap confidence intervals);
 * nested parts, one key each: `coverage` (coverage vs accuracy), `calibration` (confidence
-  calibration, filled by the label-likelihood work when predictions carry probabilities).
+  calibration, filled by the label-likelihood work when predictions carry probabilities),
+  `levels` (a spec with a label hierarchy: the figures at every level).
 
 Figures carry a `Figure` marker that the rest of the harness reads instead of listing names again:
 `CHECKABLE` (what a spec check may test, `harness.spec.CheckMetric`), `COLUMNS` (the summary table,
@@ -156,7 +157,30 @@ class CalibrationPart(_Part):
     log_loss: float | None
     margin_mean: float | None
     entropy_mean: float | None
+    # Added in version 2 (defaults: older files still read): from the kernel, over the valid
+    # answers that carry a probability for every label.
+    low_margin_share: float | None = Field(
+        None, description="Share of answers whose top two labels are within `low_margin_threshold`.")
+    low_margin_threshold: float | None = None
     bins: list[CalibrationBin]
+
+
+class LevelFigures(_Part):
+    """A row's figures at one level of a label hierarchy (harness.hierarchy): the leaf-level
+    predictions with every label replaced by its group at this level."""
+
+    level: str = Field(description="`label` for the labels themselves, else the hierarchy level's name.")
+    n_labels: int = Field(description="Labels (groups) at this level.")
+    accuracy: Ratio = Field(description="Strict: an unreadable answer is wrong.")
+    accuracy_valid: Ratio
+    macro_f1: Ratio
+    macro_f1_valid: Ratio
+    n_correct: int
+    right_here_wrong_at_leaf: int = Field(
+        description="Answers right at this level but wrong at the label level (the right group, "
+        "the wrong label in it); 0 at the label level.")
+    per_class: dict[str, PerClass] | None
+    confusion: Confusion | None = None
 
 
 class MetricsRow(_Part):
@@ -195,6 +219,8 @@ class MetricsRow(_Part):
     coverage: CoveragePart | None = None
     interval: IntervalPart | None = None
     calibration: CalibrationPart | None = None
+    levels: list[LevelFigures] | None = Field(
+        None, description="Specs with a label hierarchy: the figures at every level, labels first.")
 
     @model_validator(mode="before")
     @classmethod
