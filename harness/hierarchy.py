@@ -76,7 +76,7 @@ def check_levels(levels: Sequence[Level], labels: Sequence[str]) -> None:
                     raise FieldProblem(
                         ("hierarchy", i, "groups", group, j),
                         f"{member!r} is not a {what}" + (f"; did you mean {hint[0]!r}?" if hint else "")
-                        + f" The {what}s: {', '.join(below)}")
+                        + f" Allowed: {', '.join(below)}")
                 if member in owner:
                     where = "twice in this group" if owner[member] == group else f"in groups {owner[member]!r} and {group!r}"
                     raise FieldProblem(("hierarchy", i, "groups", group, j),

@@ -7,8 +7,10 @@ is an error that names the template line instead of an empty string in a prompt.
 
 Variables: `text`, `item` (the dataset row plus `text`), `labels` (list of {name, description}),
 `label_names`, `examples` (the few-shot examples, each {text, label, answer, item}), `schema` (the
-answer's JSON schema, pretty-printed), `mode` (json_schema | json_object | text), `task`. Inside the
-shot blocks, `shot` is the current few-shot example.
+answer's JSON schema, pretty-printed), `mode` (json_schema | json_object | text), `task`, `level`
+(`label`, or the hierarchy level a top_down prompt is asking: `labels` are then that level's
+groups) and `parent` (the group chosen one level up, else None). Inside the shot blocks, `shot` is
+the current few-shot example.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def _template_line(template) -> int | None:
 class PromptRenderer:
     """Compiles one prompt's template once and renders it for any example."""
 
-    def __init__(self, spec: Spec, prompt: Prompt, answer_schema: dict, gold_answer):
+    def __init__(self, spec: Spec, prompt: Prompt, answer_schema: dict, gold_answer, *,
+                 level: str = "label", parent: str | None = None):
         self.spec = spec
         self.prompt = prompt
         self.mode = spec.mode_of(prompt)
@@ -67,6 +70,9 @@ class PromptRenderer:
             {"name": label.name, "description": label.description or ""} for label in spec.labels
         ]
         self._label_names = spec.label_names
+        # strategy: top_down asks one level at a time (harness.hierarchy): which level the labels
+        # are, and the group chosen one level up (None at the top, and for flat prompts)
+        self._level, self._parent = level, parent
         self.template = self._compile()
 
     def _compile(self):
@@ -136,6 +142,8 @@ class PromptRenderer:
             "schema": self._schema_text,
             "mode": self.mode,
             "task": self.spec.task,
+            "level": self._level,
+            "parent": self._parent,
         }
         try:
             messages = []
@@ -166,7 +174,7 @@ class PromptRenderer:
             message = message if len(message) <= 300 else message[:300] + "…"
             raise HarnessError(
                 f"{where}: {type(exc).__name__}: {message} (while rendering example {example.id}; "
-                "variables: text, item, labels, label_names, examples, schema, mode, task, shot)"
+                "variables: text, item, labels, label_names, examples, schema, mode, task, level, parent, shot)"
             ) from None
         if not messages[-1]["content"].strip():
             raise HarnessError(

@@ -111,6 +111,31 @@ class Prepared:
         self._check_slices()
         self._shot_pools: dict[str, list[Example]] = {}
         self._validation: dict[int | None, Split] = {}
+        self.hierarchy = spec.label_hierarchy()
+        self._steps: dict[tuple[str, str, str | None], "Step"] = {}
+
+    def step(self, pp: PreparedPrompt, level: str, parent: str | None) -> "Step":
+        """One level of a top_down prompt: the names to choose among (the top level's groups, or
+        the children of `parent`), and the template and answer contract over exactly those names
+        (the spec with `labels` replaced, so rendering and validation are the flat code's)."""
+        key = (pp.prompt.name, level, parent)
+        if key not in self._steps:
+            from harness.hierarchy import LEAF
+            from harness.spec import Label
+
+            h = self.hierarchy
+            above = h.levels[h.levels.index(level) + 1] if level != h.levels[-1] else None
+            names = h.names(level) if above is None else h.children(above, parent)
+            if level == LEAF:
+                described = {label.name: label.description for label in self.spec.labels}
+            else:
+                described = h.descriptions(level)
+            sub = self.spec.model_copy(update={"labels": [Label(name=n, description=described[n]) for n in names]})
+            contract = AnswerContract(sub)
+            renderer = PromptRenderer(sub, pp.prompt, contract.json_schema(), contract.gold_answer,
+                                      level=level, parent=parent)
+            self._steps[key] = Step(level, parent, names, renderer, contract, contract.response_format(pp.mode))
+        return self._steps[key]
 
     def validation(self, limit: int | None) -> Split:
         """The validation split (a seeded, stratified sample of `limit`, like dataset.limit)."""
@@ -165,7 +190,8 @@ class Prepared:
                 "sha256": hashlib.sha256(source.encode("utf-8")).hexdigest(), "source": source,
             }
             if first is not None:
-                messages = self.messages(pp, first)
+                messages = (self.step(pp, self.hierarchy.levels[-1], None).renderer.render(first)
+                            if pp.prompt.strategy == "top_down" else self.messages(pp, first))
                 entry["first_example_id"] = first.id
                 entry["system"] = next((m["content"] for m in messages if m["role"] == "system"), None)
                 entry["first_messages"] = messages
@@ -185,6 +211,26 @@ class Prepared:
         return pp.renderer.render(example, shots)
 
 
+@dataclass
+class Step:
+    """One level of a top_down prompt (`Prepared.step`)."""
+
+    level: str
+    parent: str | None
+    names: list[str]
+    renderer: PromptRenderer
+    contract: AnswerContract
+    response_format: dict | None
+
+
+def step_body(step: Step, example: Example, model: Model, provider: Provider) -> dict:
+    """The body of one top_down request: the flat request with the step's names as the labels."""
+    return provider.build_body(ChatRequest(
+        messages=step.renderer.render(example), params=model.params,
+        response_format=step.response_format, choices=step.names,
+    ))
+
+
 def _slice_value(value: Any) -> Any:
     """A slice value as stored: scalars as they are, anything else as its JSON text."""
     if value is None or isinstance(value, (str, int, float, bool)):
@@ -197,6 +243,8 @@ def request_body(prepared: Prepared, pp: PreparedPrompt, example: Example, model
     label-likelihood prompt: its first request; shared first tokens may add follow-ups)."""
     if pp.prompt.answer == "label_likelihood":
         return likelihood_body(prepared, pp, prepared.messages(pp, example), model, provider)
+    if pp.prompt.strategy == "top_down":  # the coarsest level's request; the next depend on its answer
+        return step_body(prepared.step(pp, prepared.hierarchy.levels[-1], None), example, model, provider)
     request = ChatRequest(
         messages=prepared.messages(pp, example),
         params=model.params,
@@ -469,9 +517,69 @@ async def run_model(
         if on_result is not None:
             on_result(prediction)
 
+    async def one_top_down(pp: PreparedPrompt, example: Example) -> None:
+        """Coarsest level first, then among the chosen group's children, one request per level
+        (each through the cache, so a replay walks the same path). A group with one child is
+        taken without asking; an unreadable answer at any level ends the walk as that outcome."""
+        from harness.hierarchy import LEAF
+
+        h = prepared.hierarchy
+        level, parent = h.levels[-1], None
+        path: dict[str, str] = {}
+        responses: list[tuple[ChatResponse, bool]] = []
+        verdict = None
+        chosen = None
+        while True:
+            step = prepared.step(pp, level, parent)
+            if len(step.names) == 1:
+                chosen = step.names[0]
+            else:
+                response, cached = await answer(step_body(step, example, model, provider))
+                responses.append((response, cached))
+                result.cache_hits += cached
+                if response.error_kind == "cache_miss":
+                    result.cache_misses.append({"model": model.id, "prompt": pp.prompt.name, "example_id": example.id})
+                verdict = step.contract.judge(response.text, pp.mode, finish_reason=response.finish_reason,
+                                              refusal=response.refusal, error=response.error)
+                if verdict.outcome != "valid":
+                    break
+                chosen = verdict.prediction
+            if level == LEAF:
+                break
+            path[level] = chosen
+            level, parent = h.below(level), chosen
+        last, _ = responses[-1]
+        valid = verdict.outcome == "valid"
+        usages = [r.usage or {} for r, _ in responses]
+
+        def total(key: str) -> int | None:
+            values = [u[key] for u in usages if u.get(key) is not None]
+            return sum(values) if values else None
+
+        latencies = [r.latency_s for r, _ in responses if r.latency_s is not None]
+        confidence = None
+        if valid:
+            confidence = verdict.confidence if verdict.confidence is not None else (
+                label_confidence(last.logprobs, last.text, chosen, step.names, pp.mode) if last.logprobs else None)
+        prediction = Prediction(
+            example_id=example.id, model=model.id, prompt=pp.prompt.name, gold=example.gold,
+            prediction=chosen if valid else None, outcome=verdict.outcome, parsed_from=verdict.parsed_from,
+            raw=last.text, error=None if valid else f"level {level}: {verdict.error}",
+            finish_reason=last.finish_reason, confidence=confidence,
+            latency_s=round(sum(latencies), 4) if latencies else None,
+            prompt_tokens=total("prompt_tokens"), completion_tokens=total("completion_tokens"),
+            cached_tokens=total("cached_tokens"), cached=all(c for _, c in responses),
+            levels=path or None,
+        )
+        writer.write(prediction)
+        if on_result is not None:
+            on_result(prediction)
+
     async def one(pp: PreparedPrompt, example: Example) -> None:
         if pp.prompt.answer == "label_likelihood":
             return await one_likelihood(pp, example)
+        if pp.prompt.strategy == "top_down":
+            return await one_top_down(pp, example)
         body = request_body(prepared, pp, example, model, provider)
         response, cached = await answer(body)
         result.cache_hits += cached
