@@ -23,6 +23,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.metrics.kernel import LOW_MARGIN, uncertainty
 from harness.records import OUTCOMES, Prediction
 
 ASSETS = Path(__file__).with_name("report_assets")
@@ -575,35 +576,58 @@ def _clip(text: Any, width: int) -> str:
     return text if len(text) <= width else text[:width] + f"… ({len(text)} characters)"
 
 
+def _confusion_card(title: str, conf: dict | None, per: dict) -> str:
+    """A heat-mapped confusion matrix and the per-class table under it."""
+    body = []
+    if conf:
+        head = "".join(f'<th class="{ "inv" if c == INVALID else ""}">{esc(c)}</th>' for c in conf["columns"])
+        for label, values in zip(conf["labels"], conf["matrix"]):
+            total = sum(values) or 1
+            cells = []
+            for c, v in zip(conf["columns"], values):
+                alpha = v / total
+                color = f"rgba(220,38,38,{alpha:.3f})" if c == INVALID else (
+                    f"rgba(22,163,74,{alpha:.3f})" if c == label else f"rgba(234,88,12,{alpha:.3f})")
+                fg = "#fff" if alpha > 0.55 else "#111"
+                cells.append(f'<td class="num heat" style="background:{color};color:{fg}" title="gold {esc(label)}, '
+                             f'predicted {esc(c)}: {v}">{v}</td>')
+            body.append(f'<tr><th>{esc(label)}</th>{"".join(cells)}</tr>')
+        table = (f'<table class="confusion"><thead><tr><th>gold \\ predicted</th>{head}</tr></thead>'
+                 f'<tbody>{"".join(body)}</tbody></table>')
+    else:
+        table = '<p class="note">No confusion matrix (multi-label task).</p>'
+    prow = "".join(
+        f'<tr><td>{esc(k)}</td><td class="num">{num(v.get("precision"))}</td><td class="num">{num(v.get("recall"))}</td>'
+        f'<td class="num">{num(v.get("f1"))}</td><td class="num">{esc(v.get("support"))}</td></tr>' for k, v in per.items())
+    return (f'<div class="card"><h3>{esc(title)}</h3>{table}<table class="data small"><thead><tr><th>label</th>'
+            f'<th>precision</th><th>recall</th><th>F1</th><th>support</th></tr></thead><tbody>{prow}</tbody></table></div>')
+
+
 def section_confusion(view: RunView) -> str:
-    cards = []
-    for r in view.rows:
-        conf = r.metrics.get("confusion")
-        body = []
-        if conf:
-            head = "".join(f'<th class="{ "inv" if c == INVALID else ""}">{esc(c)}</th>' for c in conf["columns"])
-            for label, values in zip(conf["labels"], conf["matrix"]):
-                total = sum(values) or 1
-                cells = []
-                for c, v in zip(conf["columns"], values):
-                    alpha = v / total
-                    color = f"rgba(220,38,38,{alpha:.3f})" if c == INVALID else (
-                        f"rgba(22,163,74,{alpha:.3f})" if c == label else f"rgba(234,88,12,{alpha:.3f})")
-                    fg = "#fff" if alpha > 0.55 else "#111"
-                    cells.append(f'<td class="num heat" style="background:{color};color:{fg}" title="gold {esc(label)}, '
-                                 f'predicted {esc(c)}: {v}">{v}</td>')
-                body.append(f'<tr><th>{esc(label)}</th>{"".join(cells)}</tr>')
-            table = (f'<table class="confusion"><thead><tr><th>gold \\ predicted</th>{head}</tr></thead>'
-                     f'<tbody>{"".join(body)}</tbody></table>')
-        else:
-            table = '<p class="note">No confusion matrix (multi-label task).</p>'
-        per = r.metrics.get("per_class") or {}
-        prow = "".join(
-            f'<tr><td>{esc(k)}</td><td class="num">{num(v.get("precision"))}</td><td class="num">{num(v.get("recall"))}</td>'
-            f'<td class="num">{num(v.get("f1"))}</td><td class="num">{esc(v.get("support"))}</td></tr>' for k, v in per.items())
-        cards.append(f'<div class="card"><h3>{esc(r.label)}</h3>{table}<table class="data small"><thead><tr><th>label</th>'
-                     f'<th>precision</th><th>recall</th><th>F1</th><th>support</th></tr></thead><tbody>{prow}</tbody></table></div>')
+    cards = [_confusion_card(r.label, r.metrics.get("confusion"), r.metrics.get("per_class") or {}) for r in view.rows]
     return f'<section id="confusion"><h2>Confusion matrices and per-class figures (strict)</h2><div class="cards">{"".join(cards)}</div></section>'
+
+
+def section_levels(view: RunView) -> str:
+    """A label hierarchy's figures (metrics.json `levels`): every row at every level, and the
+    confusion matrices of the coarser levels; empty for flat labels."""
+    rows = [r for r in view.rows if r.metrics.get("levels")]
+    if not rows:
+        return ""
+    body, cards = [], []
+    for r in rows:
+        for level in r.metrics["levels"]:
+            body.append(f'<tr><td>{esc(r.label)}</td><td>{esc(level["level"])}</td><td class="num">{esc(level["n_labels"])}</td>'
+                        f'<td class="num">{pct(level.get("accuracy"))}</td><td class="num">{pct(level.get("accuracy_valid"))}</td>'
+                        f'<td class="num">{num(level.get("macro_f1"))}</td><td class="num">{num(level.get("macro_f1_valid"))}</td>'
+                        f'<td class="num">{esc(level.get("right_here_wrong_at_leaf"))}</td></tr>')
+        for level in r.metrics["levels"][1:]:
+            cards.append(_confusion_card(f'{r.label} · {level["level"]}', level.get("confusion"), level.get("per_class") or {}))
+    return (f'<section id="levels"><h2>Per level</h2><p class="note">The answers scored at every level of the label '
+            'hierarchy (each label replaced by its group). <em>Right here, wrong label</em>: answers in the gold\'s group '
+            'at this level whose label is wrong.</p><table class="data"><thead><tr><th>row</th><th>level</th><th>labels</th>'
+            '<th>accuracy</th><th>accuracy (valid)</th><th>macro F1</th><th>macro F1 (valid)</th><th>right here, wrong label</th>'
+            f'</tr></thead><tbody>{"".join(body)}</tbody></table><div class="cards">{"".join(cards)}</div></section>')
 
 
 def section_confidence(view: RunView) -> str:
@@ -749,14 +773,16 @@ def section_failures(view: RunView) -> str:
     for r in view.rows:
         stats = {"right": [], "wrong": []}
         for eid, p in r.preds.items():
-            probs = label_probs(p)
-            if not probs:
-                continue
-            values = sorted(probs.values(), reverse=True)
-            total = sum(values) or 1
-            values = [v / total for v in values]
-            margin = values[0] - (values[1] if len(values) > 1 else 0)
-            entropy = -sum(v * math.log(v) for v in values if v > 0)
+            if p.get("margin") is not None:  # stamped on the record (harness.metrics.kernel.uncertainty)
+                margin, entropy = p["margin"], p["entropy"]
+            else:  # a run written before records carried them
+                probs = label_probs(p)
+                if not probs:
+                    continue
+                values = list(probs.values())
+                total = sum(values) or 1
+                m, e = uncertainty([[v / total for v in values]])
+                margin, entropy = float(m[0]), float(e[0])
             stats["right" if r.right(eid, view.task) else "wrong"].append((margin, entropy))
         cal = r.metrics.get("calibration") or {}
         if not stats["right"] and not stats["wrong"] and cal.get("margin_mean") is None:
@@ -766,11 +792,12 @@ def section_failures(view: RunView) -> str:
             return sum(i[k] for i in items) / len(items) if items else None
         rows.append(f'<tr><td>{esc(r.label)}</td><td class="num">{num(mean(stats["right"], 0))}</td><td class="num">{num(mean(stats["wrong"], 0))}</td>'
                     f'<td class="num">{num(mean(stats["right"], 1))}</td><td class="num">{num(mean(stats["wrong"], 1))}</td>'
-                    f'<td class="num">{num(cal.get("margin_mean"))}</td><td class="num">{num(cal.get("entropy_mean"))}</td></tr>')
+                    f'<td class="num">{num(cal.get("margin_mean"))}</td><td class="num">{num(cal.get("entropy_mean"))}</td>'
+                    f'<td class="num">{pct(cal.get("low_margin_share"))}</td></tr>')
     if rows:
         parts.append('<h3>Margin and entropy of the label probabilities</h3><table class="data"><thead><tr><th>row</th><th>margin, right</th>'
-                     '<th>margin, wrong</th><th>entropy, right</th><th>entropy, wrong</th><th>margin (calibration)</th><th>entropy (calibration)</th>'
-                     f'</tr></thead><tbody>{"".join(rows)}</tbody></table><p class="note">Margin: top probability minus the second; entropy in nats.</p>')
+                     '<th>margin, wrong</th><th>entropy, right</th><th>entropy, wrong</th><th>margin (calibration)</th><th>entropy (calibration)</th><th>low margin</th>'
+                     f'</tr></thead><tbody>{"".join(rows)}</tbody></table><p class="note">Margin: top probability minus the second; entropy in nats; low margin: share of valid answers whose top two labels are within {LOW_MARGIN:g}.</p>')
     else:
         parts.append('<h3>Margin and entropy</h3><p class="note">No label probabilities in this run.</p>')
     # disagreements
@@ -961,11 +988,13 @@ def build_report_html(run_dir: Path) -> str:
     pairs = all_pairs(view)
     sections = [
         _headline(view), section_matrix(view, pairs), section_significance(view, pairs), section_outcomes(view),
-        section_confusion(view), section_confidence(view), section_cost(view), section_failures(view),
+        section_confusion(view), section_levels(view), section_confidence(view), section_cost(view), section_failures(view),
         section_suites(view), section_browser(view), section_meta(view),
     ]
     nav = [("matrix", "matrix"), ("significance", "pairs"), ("outcomes", "outcomes"), ("confusion", "confusion"),
            ("confidence", "confidence"), ("cost", "cost"), ("failures", "failures")]
+    if any(r.metrics.get("levels") for r in view.rows):
+        nav.insert(4, ("levels", "levels"))
     if view.suites:
         nav.append(("suites", "suites"))
     nav += [("examples", "examples"), ("run", "run")]

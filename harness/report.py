@@ -184,6 +184,27 @@ def _confusion_markdown(confusion: dict) -> list[str]:
     return _md_table(headers, rows, [False] + [True] * len(confusion["columns"]))
 
 
+def _levels_markdown(metrics: list[dict]) -> list[str]:
+    """A label hierarchy's figures: every row at every level (harness.hierarchy)."""
+    with_levels = [m for m in metrics if m.get("levels")]
+    if not with_levels:
+        return []
+    rows = []
+    for m in with_levels:
+        for level in m["levels"]:
+            rows.append([_md(m.get("model")), _md(m.get("prompt")), _md(level["level"]), str(level["n_labels"]),
+                         _fmt(level.get("accuracy"), "pct"), _fmt(level.get("accuracy_valid"), "pct"),
+                         _fmt(level.get("macro_f1"), "f1"), _fmt(level.get("macro_f1_valid"), "f1"),
+                         str(level.get("right_here_wrong_at_leaf", DASH))])
+    lines = ["## Per level", "",
+             "The answers scored at every level of the label hierarchy (each label replaced by its group). "
+             "*Right here, wrong label*: answers in the gold's group at this level whose label is wrong.", ""]
+    lines += _md_table(["model", "prompt", "level", "labels", "accuracy", "accuracy (valid)", "macro F1",
+                        "macro F1 (valid)", "right here, wrong label"], rows,
+                       [False, False, False, True, True, True, True, True, True])
+    return lines + [""]
+
+
 def _figures_line(m: dict) -> str:
     """The figures the summary table has no room for, as one line."""
     parts = []
@@ -281,6 +302,7 @@ def markdown_report(run: dict, metrics: list[dict], suites: list[dict] | None = 
         from harness.confidence_metrics import confidence_markdown  # and `calibration`
 
         lines += intervals_markdown(metrics)
+        lines += _levels_markdown(metrics)
         lines += confidence_markdown(metrics)
         lines += coverage_markdown(metrics)
     else:
@@ -295,6 +317,14 @@ def markdown_report(run: dict, metrics: list[dict], suites: list[dict] | None = 
             lines += ["Confusion matrix (rows: gold, columns: predicted):", ""]
             lines += _confusion_markdown(m["confusion"])
             lines.append("")
+        for level in (m.get("levels") or [])[1:]:  # the label level is the tables above
+            lines += [f"Per class at level `{_md(level['level'])}` (strict):", ""]
+            lines += _per_class_markdown(level.get("per_class"))
+            lines.append("")
+            if level.get("confusion"):
+                lines += [f"Confusion matrix at level `{_md(level['level'])}`:", ""]
+                lines += _confusion_markdown(level["confusion"])
+                lines.append("")
 
     if suites:
         from harness.suites import suites_markdown
