@@ -223,7 +223,7 @@ def test_fixture_replay_has_consistent_figures_at_both_levels(replayed):
     records = [json.loads(line) for line in (replayed / "predictions.jsonl").read_text().splitlines()]
     spec = load_spec(EKMAN_SPEC)
     up = spec.label_hierarchy().ancestors("ekman")
-    assert metrics["run"]["requests"]["smollm2"] == {"sent": 0, "cache_hits": metrics["run"]["requests"]["smollm2"]["cache_hits"],
+    assert metrics["run"]["requests"]["llamacpp:smollm2"] == {"sent": 0, "cache_hits": metrics["run"]["requests"]["llamacpp:smollm2"]["cache_hits"],
                                                      "cache_misses": 0}
     for row in metrics["results"]:
         mine = [r for r in records if r["prompt"] == row["prompt"]]
@@ -240,7 +240,7 @@ def test_fixture_replay_has_consistent_figures_at_both_levels(replayed):
         assert sum(c["support"] for c in ekman["per_class"].values()) == 60
         assert row["accuracy"] == leaf["accuracy"] and row["macro_f1"] == leaf["macro_f1"]
     report = (replayed / "report.md").read_text()
-    assert "## Per level" in report and "| smollm2 | top_down | ekman |" in report
+    assert "## Per level" in report and "| llamacpp:smollm2 | top_down | ekman |" in report
     assert "Per level" in (replayed / "report.html").read_text()
 
 

@@ -51,8 +51,8 @@ def test_top_down_sends_each_level_once_and_replays_exactly(tmp_path):
     first, second = records("live"), records("replay")
     # requests: one coarse per example, one fine per example whose group has several labels
     expected = sum(1 + (r["levels"] is not None and len(h[r["levels"]["ekman"]]) > 1) for r in first)
-    live_requests = json.loads((tmp_path / "live" / "metrics.json").read_text())["run"]["requests"]["smollm2"]
-    replay_requests = json.loads((tmp_path / "replay" / "metrics.json").read_text())["run"]["requests"]["smollm2"]
+    live_requests = json.loads((tmp_path / "live" / "metrics.json").read_text())["run"]["requests"]["llamacpp:smollm2"]
+    replay_requests = json.loads((tmp_path / "replay" / "metrics.json").read_text())["run"]["requests"]["llamacpp:smollm2"]
     assert live_requests["sent"] == expected and live_requests["cache_hits"] == 0
     assert replay_requests == {"sent": 0, "cache_hits": expected, "cache_misses": 0}
     assert all(r["cached"] for r in second) and not any(r["cached"] for r in first)
