@@ -544,6 +544,8 @@ async def run_model(
                 if verdict.outcome != "valid":
                     break
                 chosen = verdict.prediction
+                asked = step  # the last level asked (a one-child level below it inherits its answer)
+                asked_answer = chosen
             if level == LEAF:
                 break
             path[level] = chosen
@@ -560,7 +562,7 @@ async def run_model(
         confidence = None
         if valid:
             confidence = verdict.confidence if verdict.confidence is not None else (
-                label_confidence(last.logprobs, last.text, chosen, step.names, pp.mode) if last.logprobs else None)
+                label_confidence(last.logprobs, last.text, asked_answer, asked.names, pp.mode) if last.logprobs else None)
         prediction = Prediction(
             example_id=example.id, model=model.id, prompt=pp.prompt.name, gold=example.gold,
             prediction=chosen if valid else None, outcome=verdict.outcome, parsed_from=verdict.parsed_from,
