@@ -285,6 +285,10 @@ class ModelResult:
     not_sent: int = 0  # requests left unsent after the stop
     scheduling: dict | None = None  # the provider's limiter figures (429s, retries, lowest concurrency)
     calibration: dict[str, dict] = field(default_factory=dict)  # prompt -> fitted calibration
+    # prompt -> {"start_s", "end_s"}: when its first request began and its last ended, in seconds
+    # from the start of the run (prompts and models overlap, so these spans do too)
+    spans: dict[str, dict] = field(default_factory=dict)
+    shared: int = 0  # answers taken from another prompt's identical request in flight
 
 
 # A response of these kinds means every further request to the model fails the same way.
@@ -296,21 +300,45 @@ SERVER_TIMING = ("queue_time", "prompt_time", "completion_time", "total_time")
 
 
 class PredictionWriter:
-    """Writes prediction records to a JSONL file, flushed per record so a kill loses nothing done.
-    A rerun into the same folder starts the file afresh: answered requests come back from the cache."""
+    """Writes prediction records to a JSONL file, buffered and flushed once per event-loop turn
+    (or every FLUSH_EVERY records from synchronous code), so a batch of answers costs one write.
+    Safe against kills: the runner commits each response to the cache before it hands the
+    prediction here, so a record lost from the buffer is answered from the cache on the rerun.
+    A rerun into the same folder starts the file afresh."""
+
+    FLUSH_EVERY = 512
 
     def __init__(self, path: Path, annotate: Callable[[Prediction], Prediction] | None = None):
         self.path = path
         self._annotate = annotate
         self._file = open(path, "w", encoding="utf-8")
+        self._lines: list[str] = []
+        self._scheduled = False
 
     def write(self, prediction: Prediction) -> None:
         if self._annotate is not None:
             prediction = self._annotate(prediction)
-        self._file.write(prediction.to_json() + "\n")
-        self._file.flush()
+        self._lines.append(prediction.to_json() + "\n")
+        if len(self._lines) >= self.FLUSH_EVERY:
+            self.flush()
+        elif not self._scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (a caller outside the runner): write through
+                self.flush()
+                return
+            self._scheduled = True
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._lines and not self._file.closed:
+            self._file.write("".join(self._lines))
+            self._lines.clear()
+            self._file.flush()
 
     def close(self) -> None:
+        self.flush()
         self._file.close()
 
 
@@ -322,10 +350,20 @@ async def run_model(
     *,
     cache: "ResponseCache | None" = None,
     on_result: Callable[[Prediction], None] | None = None,
+    on_prompt_result: dict[str, Callable[[Prediction], None] | None] | None = None,
+    t_origin: float | None = None,
 ) -> ModelResult:
-    """Run every selected prompt over every example for one model. The provider starts lazily, on
-    the first request the cache cannot answer, and is always stopped."""
+    """Run every selected prompt over every example for one model, all prompts at once. The
+    provider starts lazily, on the first request the cache cannot answer, and is always stopped.
+    `on_prompt_result` (prompt name -> callback) takes the place of `on_result` per prompt;
+    `t_origin` (a perf_counter reading) is where the prompts' recorded spans start from."""
+    fallback_on_result = on_result  # the per-prompt callbacks win (see notify)
     result = ModelResult(model.id)
+    # Two prompts that send the same body (bare_label and likelihood in the main spec) share one
+    # request; completed answers are kept for the run too when the cache cannot serve them back.
+    flights = SingleFlight(remember=cache is not None and not (cache.reads and cache.writes))
+    # The model's `concurrency` bounds its requests in flight over all its prompts together.
+    gate = asyncio.Semaphore(max(1, model.concurrency))
     started = False
     start_lock = asyncio.Lock()
     fatal: list[str] = []  # set once a response shows the model cannot work (e.g. a 401)
@@ -339,8 +377,11 @@ async def run_model(
                 started = True
 
     async def answer(body: dict) -> tuple[ChatResponse, bool]:
-        nonlocal reached
         material = cache_material(provider, body)
+        return await flights.run(cache_key(material), lambda: answer_once(body, material))
+
+    async def answer_once(body: dict, material: dict) -> tuple[ChatResponse, bool]:
+        nonlocal reached
         if cache is not None:
             hit = await cache.lookup(material)
             if hit is not None:
@@ -371,6 +412,13 @@ async def run_model(
 
     labels = prepared.spec.label_names
     calibrators: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+    origin = time.perf_counter() if t_origin is None else t_origin
+
+    def notify(prediction: Prediction) -> None:
+        callback = on_prompt_result.get(prediction.prompt) if on_prompt_result else fallback_on_result
+        if callback is not None:
+            callback(prediction)
 
     async def likelihood(pp: PreparedPrompt, example: Example) -> tuple[lk.LabelScores | None, ChatResponse, bool]:
         """Label probabilities for one example; (scores or None, first response, all cached)."""
@@ -407,7 +455,7 @@ async def run_model(
             if scores is not None:
                 got[example.id] = scores
 
-        await _pool(examples, score, model.concurrency)
+        await _pool(examples, score, model.concurrency, gate=gate, span=spans.setdefault(pp.prompt.name, Span()))
         ok = [e for e in examples if e.id in got]
         probs = np.array([[got[e.id].probs[l] for l in labels] for e in ok]) if ok else np.zeros((0, len(labels)))
         record: dict[str, Any] = {"method": cal.method}
@@ -464,8 +512,7 @@ async def run_model(
             **fields,
         )
         writer.write(prediction)
-        if on_result is not None:
-            on_result(prediction)
+        notify(prediction)
 
     async def one(pp: PreparedPrompt, example: Example) -> None:
         if pp.prompt.answer == "label_likelihood":
@@ -505,8 +552,7 @@ async def run_model(
             server_timing={k: usage[k] for k in SERVER_TIMING if k in usage} or None,
         )
         writer.write(prediction)
-        if on_result is not None:
-            on_result(prediction)
+        notify(prediction)
 
     try:
         if provider.prefetches:
@@ -520,13 +566,21 @@ async def run_model(
             if pending:
                 await ensure_started()
                 await provider.prefetch(pending)
-        for pp in prepared.prompts:
-            t0 = time.perf_counter()
+
+        async def run_prompt(pp: PreparedPrompt) -> None:
+            # Every prompt proceeds at once under the model's gate; a calibrated prompt waits only
+            # for its own validation requests (never the evaluated split) before its examples.
+            span = spans.setdefault(pp.prompt.name, Span())
             if calibration_examples(prepared, pp):
-                await fit_calibration(pp)  # validation requests first: never the evaluated split
-            await _pool(prepared.run_examples, lambda example, pp=pp: one(pp, example), model.concurrency)
-            result.wall_s[pp.prompt.name] = round(time.perf_counter() - t0, 3)
+                await fit_calibration(pp)
+            await _pool(prepared.run_examples, lambda example, pp=pp: one(pp, example), model.concurrency,
+                        gate=gate, span=span)
+
+        await _all(run_prompt(pp) for pp in prepared.prompts)
     finally:
+        result.shared = flights.shared
+        result.wall_s = {name: span.seconds for name, span in spans.items() if span.seconds is not None}
+        result.spans = {name: span.record(origin) for name, span in spans.items() if span.seconds is not None}
         if started:
             result.scheduling = provider.stats()
             await provider.stop()
@@ -546,28 +600,105 @@ def check_answer_methods(prepared: Prepared, model: Model, provider: Provider) -
             )
 
 
-async def _pool(items: list, fn: Callable[[Any], Any], concurrency: int) -> None:
-    """Run `fn` over `items` with at most `concurrency` in flight (a fixed pool of workers)."""
-    queue: asyncio.Queue = asyncio.Queue()
-    for item in items:
-        queue.put_nowait(item)
+class Span:
+    """When a prompt's first request began and its last one ended (perf_counter seconds)."""
+
+    __slots__ = ("start", "end")
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.end: float | None = None
+
+    def begin(self) -> None:
+        if self.start is None:
+            self.start = time.perf_counter()
+
+    def finish(self) -> None:
+        self.end = time.perf_counter()
+
+    @property
+    def seconds(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return round(self.end - self.start, 3)
+
+    def record(self, origin: float) -> dict[str, float]:
+        return {"start_s": round(self.start - origin, 3), "end_s": round(self.end - origin, 3)}
+
+
+class SingleFlight:
+    """One request per cache key in flight: a caller asking for a key that is already being
+    answered waits for that answer instead of paying again. With `remember`, finished storable
+    answers stay for the rest of the run (for cache modes that cannot serve them back: write, read)."""
+
+    def __init__(self, *, remember: bool = False):
+        self.remember = remember
+        self.shared = 0
+        self._flights: dict[str, asyncio.Future] = {}
+
+    async def run(self, key: str, fetch: Callable[[], Any]) -> tuple[ChatResponse, bool]:
+        """`fetch()`'s (response, cached) for `key`, fetched once; a waiter gets the same response."""
+        flight = self._flights.get(key)
+        if flight is not None:
+            response, cached = await asyncio.shield(flight) if not flight.done() else flight.result()
+            self.shared += 1
+            # a shared answer counts as a hit, as it would have been once the first was stored;
+            # a shared error or replay miss does not
+            return response, cached or response.error is None
+        flight = asyncio.get_running_loop().create_future()
+        self._flights[key] = flight
+        try:
+            got = await fetch()
+        except BaseException:
+            del self._flights[key]
+            flight.cancel()  # the waiters are cancelled with it (a fatal stop, Ctrl-C)
+            raise
+        flight.set_result(got)
+        from harness.cache import unstorable
+
+        if not self.remember or unstorable(got[0]) is not None:
+            del self._flights[key]
+        return got
+
+
+async def _all(coroutines) -> None:
+    """Await every coroutine concurrently; the first failure cancels the rest and is raised as
+    itself (a TaskGroup would wrap it in an ExceptionGroup the CLI does not expect)."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _pool(items: list, fn: Callable[[Any], Any], concurrency: int, *,
+                gate: asyncio.Semaphore | None = None, span: Span | None = None) -> None:
+    """Run `fn` over `items` with at most `concurrency` workers; `gate`, when given, bounds the
+    calls in flight together with other pools (one model's prompts share it). The workers share
+    one iterator, so the split is never copied into a queue; `span` records the first start and
+    the last end."""
+    iterator = iter(items)
 
     async def worker() -> None:
-        while True:
-            try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            await fn(item)
+        for item in iterator:  # one iterator shared by the workers: each item is taken once
+            if gate is None:
+                await _timed(fn, item, span)
+            else:
+                async with gate:
+                    await _timed(fn, item, span)
 
-    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, queue.qsize() or 1))]
-    try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        for w in workers:
-            w.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
+    await _all(worker() for _ in range(max(1, min(concurrency, len(items)))))
+
+
+async def _timed(fn: Callable[[Any], Any], item: Any, span: Span | None) -> None:
+    if span is not None:
+        span.begin()
+    await fn(item)
+    if span is not None:
+        span.finish()
 
 
 def default_run_dir(spec: Spec, root: Path = Path("runs")) -> Path:
@@ -734,6 +865,9 @@ async def run_eval(
     baseline_results = []
     interrupted: BaseException | None = None
     try:
+        # Every model at once: each endpoint keeps its own adaptive limiter (providers.scheduling),
+        # each model its `concurrency`, so the run takes the longest model's time, not the sum.
+        runs: list[tuple[int, Any]] = []
         for model in selected:
             provider = get_provider_class(model.provider)(model)
             check_answer_methods(prepared, model, provider)
@@ -743,11 +877,23 @@ async def run_eval(
                 log(f"skipping {model.id}: {reason}")
                 results.append(ModelResult(model.id, skipped=reason))
                 continue
-            total = len(prepared.run_examples) * len(prepared.prompts)
-            on_result = progress.tracker(model.id, total) if progress is not None else None
+            trackers = {pp.prompt.name: progress.tracker(f"{model.id} / {pp.prompt.name}", len(prepared.run_examples))
+                        for pp in prepared.prompts} if progress is not None else None
             # A model stopped by a fatal error (see FATAL_ERROR_KINDS) is reported once, in
             # run["stopped"], not once per example.
-            results.append(await run_model(prepared, model, provider, writer, cache=cache, on_result=on_result))
+            results.append(ModelResult(model.id))  # replaced by the finished result below
+            runs.append((len(results) - 1, run_model(prepared, model, provider, writer, cache=cache,
+                                                     on_prompt_result=trackers, t_origin=t0)))
+        finished: dict[int, ModelResult] = {}
+
+        async def run_one(slot: int, coroutine) -> None:
+            finished[slot] = await coroutine
+
+        try:
+            await _all(run_one(slot, coroutine) for slot, coroutine in runs)
+        finally:  # an interrupted model is left out of the results, as before models overlapped
+            pending = {slot for slot, _ in runs}
+            results[:] = [finished.get(i, r) for i, r in enumerate(results) if i not in pending or i in finished]
         if chosen_baselines:  # after the LLMs, into the same predictions.jsonl (harness.baselines)
             from harness.baselines import run_baselines
 
