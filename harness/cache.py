@@ -24,9 +24,10 @@ also what makes a replay's metrics identical to the recorded run's.
 Storage: a diskcache `Cache` (SQLite in WAL mode; safe across threads and processes) with
 `eviction_policy="none"` — the default 1 GiB size limit would silently evict entries — and
 `JSONDisk` (JSON + zlib, no pickle). Every read and write runs in `asyncio.to_thread`, so the event
-loop never waits on SQLite. Each write is its own committed transaction: a run killed with SIGKILL
-keeps every response stored before the kill, and the runner stores a response before it writes the
-prediction, so every prediction on disk has its response in the cache.
+loop never waits on SQLite. Writes are group-committed: the responses stored while one transaction
+runs go into the next, and `store` returns only once its transaction is committed. A run killed
+with SIGKILL keeps every response whose `store` returned, and the runner stores a response before
+it writes the prediction, so every prediction on disk has its response in the cache.
 
 Modes (`harness eval --cache MODE`):
   rw      read hits, store new responses (default)
@@ -122,6 +123,13 @@ def open_disk_cache(directory: Path):
 
 def _read_disk_entries(disk: Any, keys: list[str]) -> list[dict | None]:
     return [disk.get(key) for key in keys]
+
+
+def _write_disk_entries(disk: Any, entries: list[tuple[str, dict]]) -> None:
+    """Store entries in one committed transaction (all or none survive a kill)."""
+    with disk.transact():
+        for key, entry in entries:
+            disk.set(key, entry)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,6 +253,11 @@ class ResponseCache:
         # one thread hop, which costs more than the SQLite read itself.
         self._pending_reads: list[tuple[str, asyncio.Future]] = []
         self._read_tasks: set[asyncio.Task] = set()
+        # Writes are batched too (`store`): one transaction per batch, committed before any of
+        # its `store` calls returns, so the runner still writes a prediction only after its
+        # response is on disk.
+        self._pending_writes: list[tuple[str, dict, asyncio.Future]] = []
+        self._write_task: asyncio.Future | None = None
 
     @property
     def replay(self) -> bool:
@@ -342,9 +355,34 @@ class ResponseCache:
             return
         if self._disk is None:
             await self._open()
-        key = cache_key(material)
-        await asyncio.to_thread(self._disk.set, key, make_entry(material, response))
+        loop = asyncio.get_running_loop()
+        committed = loop.create_future()
+        self._pending_writes.append((cache_key(material), make_entry(material, response), committed))
+        if self._write_task is None:
+            self._write_task = asyncio.ensure_future(self._write_batches())
+        await committed  # returns once the transaction holding this entry is committed
         self.stored += 1
+
+    async def _write_batches(self) -> None:
+        """Group commit: whatever was stored while the previous transaction ran goes into the
+        next one, so N answers arriving together cost one SQLite commit, not N."""
+        try:
+            while self._pending_writes:
+                batch, self._pending_writes = self._pending_writes, []
+                try:
+                    await asyncio.to_thread(_write_disk_entries, self._disk, [(k, e) for k, e, _ in batch])
+                except BaseException as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc if isinstance(exc, Exception) else HarnessError(f"cache write interrupted: {exc!r}"))
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for _, _, future in batch:
+                    if not future.done():  # a cancelled store no longer waits (its entry is written)
+                        future.set_result(None)
+        finally:
+            self._write_task = None
 
     def describe(self) -> dict:
         """A summary for metrics.json (paths, counters; never the stored texts)."""

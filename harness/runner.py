@@ -939,6 +939,9 @@ async def run_eval(
             r.model: {
                 "sent": r.requests_sent, "cache_hits": r.cache_hits, "cache_misses": len(r.cache_misses),
                 **({"scheduling": r.scheduling} if r.scheduling else {}),
+                # answers shared with another prompt's identical request, and when each prompt's
+                # requests ran (seconds from the start of the run; models and prompts overlap)
+                "shared": r.shared, "prompt_spans": r.spans,
             }
             for r in results
         },
