@@ -281,14 +281,16 @@ class ResponseCache:
             elif self._disk is None:
                 self._disk = await asyncio.to_thread(open_disk_cache, self.directory)
 
-    async def lookup(self, material: dict, *, record: bool = True) -> ChatResponse | None:
+    async def lookup(self, material: dict, *, record: bool = True, key: str | None = None) -> ChatResponse | None:
         """The stored response for `material`, or None. `record=False` probes without counting a
-        hit, miss or mismatch (the batch pre-pass asks first, the run then asks again)."""
+        hit, miss or mismatch (the batch pre-pass asks first, the run then asks again). `key`, when
+        the caller has it already, must be `cache_key(material)` (it saves hashing the body again)."""
         if not self.reads:
             return None
         if self._entries is None and self._disk is None:
             await self._open()
-        key = cache_key(material)
+        if key is None:
+            key = cache_key(material)
         if self._entries is not None:
             entry = self._entries.get(key)  # in memory: no I/O
         else:
@@ -346,7 +348,7 @@ class ResponseCache:
             if not future.done():  # a cancelled lookup no longer wants its answer
                 future.set_result(entry)
 
-    async def store(self, material: dict, response: ChatResponse) -> None:
+    async def store(self, material: dict, response: ChatResponse, *, key: str | None = None) -> None:
         if not self.writes:
             return
         reason = unstorable(response)
@@ -357,7 +359,7 @@ class ResponseCache:
             await self._open()
         loop = asyncio.get_running_loop()
         committed = loop.create_future()
-        self._pending_writes.append((cache_key(material), make_entry(material, response), committed))
+        self._pending_writes.append((key or cache_key(material), make_entry(material, response), committed))
         if self._write_task is None:
             self._write_task = asyncio.ensure_future(self._write_batches())
         await committed  # returns once the transaction holding this entry is committed
@@ -549,7 +551,7 @@ async def find_misses(cache: "ResponseCache", planned: list[dict]) -> list[dict]
     """The planned requests (from `planned_requests`) the cache cannot answer, probed without
     counting hits or misses; a replay checks this before any model or baseline work."""
     # Gathered: lookups made in one event-loop turn share one disk read (see _disk_get).
-    hits = await asyncio.gather(*(cache.lookup(r["material"], record=False) for r in planned))
+    hits = await asyncio.gather(*(cache.lookup(r["material"], record=False, key=r["key"]) for r in planned))
     return [
         {"model": r["model"], "prompt": r["prompt"], "example_id": r["example_id"]}
         for r, hit in zip(planned, hits) if hit is None or hit.error_kind == MISS_KIND

@@ -111,6 +111,7 @@ class Prepared:
         self._check_slices()
         self._shot_pools: dict[str, list[Example]] = {}
         self._validation: dict[int | None, Split] = {}
+        self._rendered: dict[tuple, list[dict[str, str]]] = {}
 
     def validation(self, limit: int | None) -> Split:
         """The validation split (a seeded, stratified sample of `limit`, like dataset.limit)."""
@@ -176,11 +177,24 @@ class Prepared:
             self._shot_pools[split] = load_split(self.spec, split).examples
         return self._shot_pools[split]
 
+    # Rendered messages kept per (template, mode, few-shot draw, example): prompts that render alike
+    # (bare_label and both likelihood prompts of the main spec) and the replay pre-check then
+    # render each example once. Bounded, so a 100k-example run does not keep every prompt.
+    RENDERED_KEPT = 8192
+
     def messages(self, pp: PreparedPrompt, example: Example) -> list[dict[str, str]]:
-        shots: list[Example] = []
-        if pp.prompt.few_shot.k:
-            shots = draw_shots(self.shot_pool(pp.prompt), pp.prompt.few_shot.k, pp.prompt.few_shot.seed, example)
-        return pp.renderer.render(example, shots)
+        few = pp.prompt.few_shot
+        key = (str(pp.renderer.path), pp.mode, few.k, few.seed, few.split, example.id)
+        rendered = self._rendered.get(key)
+        if rendered is None:
+            shots: list[Example] = []
+            if few.k:
+                shots = draw_shots(self.shot_pool(pp.prompt), few.k, few.seed, example)
+            rendered = pp.renderer.render(example, shots)
+            if len(self._rendered) >= self.RENDERED_KEPT:
+                del self._rendered[next(iter(self._rendered))]  # the oldest
+            self._rendered[key] = rendered
+        return [dict(m) for m in rendered]  # copies: a body may be changed by its provider
 
 
 def _slice_value(value: Any) -> Any:
@@ -378,12 +392,13 @@ async def run_model(
 
     async def answer(body: dict) -> tuple[ChatResponse, bool]:
         material = cache_material(provider, body)
-        return await flights.run(cache_key(material), lambda: answer_once(body, material))
+        key = cache_key(material)
+        return await flights.run(key, lambda: answer_once(body, material, key))
 
-    async def answer_once(body: dict, material: dict) -> tuple[ChatResponse, bool]:
+    async def answer_once(body: dict, material: dict, key: str) -> tuple[ChatResponse, bool]:
         nonlocal reached
         if cache is not None:
-            hit = await cache.lookup(material)
+            hit = await cache.lookup(material, key=key)
             if hit is not None:
                 # A replay cache answers a miss with error_kind "cache_miss" instead of None, so
                 # that no model is ever called; it is not a hit.
@@ -407,7 +422,7 @@ async def run_model(
         elif response.error_kind not in (UNREACHABLE, "skipped"):
             reached = True
         if cache is not None and not stops:
-            await cache.store(material, response)
+            await cache.store(material, response, key=key)
         return response, False
 
     labels = prepared.spec.label_names
