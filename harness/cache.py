@@ -23,8 +23,10 @@ also what makes a replay's metrics identical to the recorded run's.
 
 Storage: a diskcache `Cache` (SQLite in WAL mode; safe across threads and processes) with
 `eviction_policy="none"` — the default 1 GiB size limit would silently evict entries — and
-`JSONDisk` (JSON + zlib, no pickle). Every read and write runs in `asyncio.to_thread`, so the event
-loop never waits on SQLite. Writes are group-committed: the responses stored while one transaction
+`JSONDisk` (JSON + zlib, no pickle). Every read and write runs on the cache's own I/O thread, so
+the event loop never waits on SQLite; one thread means one SQLite connection (diskcache keeps one
+per thread, each with its own page cache and memory map), so memory stays flat however long the
+run. Writes are group-committed: the responses stored while one transaction
 runs go into the next, and `store` returns only once its transaction is committed. A run killed
 with SIGKILL keeps every response whose `store` returned, and the runner stores a response before
 it writes the prediction, so every prediction on disk has its response in the cache.
@@ -116,7 +118,11 @@ def open_disk_cache(directory: Path):
 
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        return Cache(str(directory), eviction_policy="none", disk=JSONDisk)
+        # A bounded SQLite page cache and memory map per connection (each reading thread has
+        # one): the defaults (32 MiB cache + 64 MiB mmap) made a 100k-example replay hold
+        # hundreds of MiB of pages it reads once.
+        return Cache(str(directory), eviction_policy="none", disk=JSONDisk,
+                     sqlite_cache_size=2**10, sqlite_mmap_size=2**23)
     except OSError as exc:
         raise HarnessError(f"cannot open the response cache in {directory}: {exc}; set --cache-dir or {CACHE_DIR_ENV}") from None
 
@@ -258,6 +264,15 @@ class ResponseCache:
         # response is on disk.
         self._pending_writes: list[tuple[str, dict, asyncio.Future]] = []
         self._write_task: asyncio.Future | None = None
+        self._executor: Any = None  # the I/O thread (see _in_thread)
+
+    def _in_thread(self, fn, *args):
+        """Run `fn(*args)` on the cache's single I/O thread (started on first use)."""
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-cache")
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     @property
     def replay(self) -> bool:
@@ -279,7 +294,7 @@ class ResponseCache:
                 if self._entries is None:
                     self._entries = await asyncio.to_thread(load_fixture, self.fixture)
             elif self._disk is None:
-                self._disk = await asyncio.to_thread(open_disk_cache, self.directory)
+                self._disk = await self._in_thread(open_disk_cache, self.directory)
 
     async def lookup(self, material: dict, *, record: bool = True, key: str | None = None) -> ChatResponse | None:
         """The stored response for `material`, or None. `record=False` probes without counting a
@@ -336,7 +351,7 @@ class ResponseCache:
 
     async def _read_batch(self, batch: list[tuple[str, asyncio.Future]]) -> None:
         try:
-            entries = await asyncio.to_thread(_read_disk_entries, self._disk, [key for key, _ in batch])
+            entries = await self._in_thread(_read_disk_entries, self._disk, [key for key, _ in batch])
         except BaseException as exc:  # hand the failure to every waiting lookup
             for _, future in batch:
                 if not future.done():
@@ -372,7 +387,7 @@ class ResponseCache:
             while self._pending_writes:
                 batch, self._pending_writes = self._pending_writes, []
                 try:
-                    await asyncio.to_thread(_write_disk_entries, self._disk, [(k, e) for k, e, _ in batch])
+                    await self._in_thread(_write_disk_entries, self._disk, [(k, e) for k, e, _ in batch])
                 except BaseException as exc:
                     for _, _, future in batch:
                         if not future.done():
@@ -400,8 +415,14 @@ class ResponseCache:
 
     def close(self) -> None:
         if self._disk is not None:
-            self._disk.close()
+            if self._executor is not None:  # the connection belongs to the I/O thread
+                self._executor.submit(self._disk.close).result()
+            else:
+                self._disk.close()
             self._disk = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
 
 def make_cache(mode: str, directory: Path | None = None, fixture: Path | None = None) -> ResponseCache | None:

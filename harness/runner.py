@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from harness.data import Split, draw_shots, load_eval_split, load_split
 from harness.errors import HarnessError, SpecError
@@ -272,17 +272,26 @@ def plan_requests(prepared: Prepared, models: list[Model]) -> list[dict]:
     """The requests of a prepared run, built by the runner's own code. Calibration inputs
     (validation sample, content-free texts) are included; label-likelihood follow-ups for shared
     first tokens depend on answers and are not planned here."""
-    out = []
+    return list(iter_planned_requests(prepared, models))
+
+
+def iter_planned_requests(prepared: Prepared, models: list[Model]) -> Iterator[dict]:
+    """`plan_requests`, one request at a time (a replay pre-check of 100k examples streams it);
+    examples outer, prompts inner, so prompts that render alike share one rendering."""
     for model in models:
         provider = get_provider_class(model.provider)(model)
         for pp in prepared.prompts:
-            for example_id, body in planned_bodies(prepared, pp, model, provider):
-                material = cache_material(provider, body)
-                out.append({
-                    "model": model.id, "prompt": pp.prompt.name, "example_id": example_id,
-                    "material": material, "key": cache_key(material),
-                })
-    return out
+            for example in calibration_examples(prepared, pp):
+                yield _planned(model, provider, pp, example.id, request_body(prepared, pp, example, model, provider))
+        for example in prepared.run_examples:
+            for pp in prepared.prompts:
+                yield _planned(model, provider, pp, example.id, request_body(prepared, pp, example, model, provider))
+
+
+def _planned(model: Model, provider: Provider, pp: PreparedPrompt, example_id: str, body: dict) -> dict:
+    material = cache_material(provider, body)
+    return {"model": model.id, "prompt": pp.prompt.name, "example_id": example_id,
+            "material": material, "key": cache_key(material)}
 
 
 @dataclass
@@ -805,8 +814,20 @@ async def replay_precheck(prepared: Prepared, models: list[Model], cache: "Respo
     as {"model", "prompt", "example_id"} (empty when the replay can answer everything)."""
     from harness.cache import find_misses
 
-    planned = plan_requests(prepared, models)
-    return await find_misses(cache, planned), len(planned)
+    misses: list[dict] = []
+    total = 0
+    chunk: list[dict] = []
+    for request in iter_planned_requests(prepared, models):  # in chunks: memory stays flat
+        chunk.append(request)
+        if len(chunk) == PRECHECK_CHUNK:
+            misses += await find_misses(cache, chunk)
+            total += len(chunk)
+            chunk = []
+    misses += await find_misses(cache, chunk)
+    return misses, total + len(chunk)
+
+
+PRECHECK_CHUNK = 2048
 
 
 def update_latest(run_dir: Path) -> None:
