@@ -1,9 +1,13 @@
 """The eval run: spec -> data -> prompts -> providers -> validation -> predictions -> scores -> report.
 
 Everything that can fail on bad input (templates, dataset, output model) is checked before any model
-is called. Per model, prompts run one after another through a fixed pool of `concurrency` workers,
-so at most that many requests are in flight and per-prompt wall time is meaningful. Each prediction
-is appended to `predictions.jsonl` as it arrives.
+is called. Then every model and every prompt proceed at once: each model's prompts share one gate
+of `concurrency` slots (its requests in flight, all prompts together), each endpoint keeps its own
+adaptive limiter (providers.scheduling), and requests with the same cache key share one flight. A
+calibrated prompt first scores its validation inputs, then its examples; the other prompts do not
+wait. Each prompt's span (first request start to last end) is recorded. Each prediction is appended
+to `predictions.jsonl` (buffered, flushed per event-loop turn) after its response is committed to
+the cache.
 """
 
 from __future__ import annotations
