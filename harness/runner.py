@@ -999,6 +999,10 @@ async def run_eval(
     run["status_reasons"] = reasons
     run["status_warnings"] = warnings
     metrics = write_run_files(run_dir, run, rows, suites=suites)
+    # report.html reads the run folder back; what the run held in memory (every example and
+    # prediction) is let go first, so a 100k-example run does not hold it twice
+    misses = [m for r in results for m in r.cache_misses]
+    del everything, predictions, rows, prepared, writer
     try:  # the page is a view of the files just written: a bug in it must not lose the run
         from harness.html_report import write_html_report
 
@@ -1009,4 +1013,4 @@ async def run_eval(
         update_latest(run_dir)
     if interrupted is not None:
         raise interrupted
-    return RunOutcome(run_dir, metrics, run, [m for r in results for m in r.cache_misses], suites)
+    return RunOutcome(run_dir, metrics, run, misses, suites)
