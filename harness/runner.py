@@ -2,7 +2,7 @@
 
 Everything that can fail on bad input (templates, dataset, output model) is checked before any model
 is called. Then every model and every prompt proceed at once: each model's prompts share one gate
-of `concurrency` slots (its requests in flight, all prompts together), each endpoint keeps its own
+of `concurrency` slots (its requests sent and in flight, all prompts together), each endpoint keeps its own
 adaptive limiter (providers.scheduling), and requests with the same cache key share one flight. A
 calibrated prompt first scores its validation inputs, then its examples; the other prompts do not
 wait. Each prompt's span (first request start to last end) is recorded. Each prediction is appended
@@ -389,7 +389,9 @@ async def run_model(
     # Two prompts that send the same body (bare_label and likelihood in the main spec) share one
     # request; completed answers are kept for the run too when the cache cannot serve them back.
     flights = SingleFlight(remember=cache is not None and not (cache.reads and cache.writes))
-    # The model's `concurrency` bounds its requests in flight over all its prompts together.
+    # The model's `concurrency` bounds its requests in flight over all its prompts together. Only
+    # sends take a slot: a cache hit or an answer shared with another prompt's flight does not
+    # (holding slots while following would halve the throughput of two prompts sharing bodies).
     gate = asyncio.Semaphore(max(1, model.concurrency))
     started = False
     start_lock = asyncio.Lock()
@@ -406,7 +408,10 @@ async def run_model(
     async def answer(body: dict) -> tuple[ChatResponse, bool]:
         material = cache_material(provider, body)
         key = cache_key(material)
-        return await flights.run(key, lambda: answer_once(body, material, key))
+        response, cached, shared = await flights.run(key, lambda: answer_once(body, material, key))
+        if shared and fatal and response.error is not None:
+            result.not_sent += 1  # it shared a stopped model's failed request: itself never sent
+        return response, cached
 
     async def answer_once(body: dict, material: dict, key: str) -> tuple[ChatResponse, bool]:
         nonlocal reached
@@ -416,11 +421,12 @@ async def run_model(
                 # A replay cache answers a miss with error_kind "cache_miss" instead of None, so
                 # that no model is ever called; it is not a hit.
                 return hit, hit.error_kind != "cache_miss"
-        if fatal:
-            result.not_sent += 1
-            return ChatResponse(error=f"not sent: {fatal[0]}", error_kind="skipped"), False
-        await ensure_started()
-        response = await provider.send(body)
+        async with gate:  # only requests that go out take one of the model's slots
+            if fatal:  # checked once a slot is free: the stop may have come while waiting
+                result.not_sent += 1
+                return ChatResponse(error=f"not sent: {fatal[0]}", error_kind="skipped"), False
+            await ensure_started()
+            response = await provider.send(body)
         if response.error_kind == "skipped":  # the provider's limiter was closed by a 401
             result.not_sent += 1
         else:
@@ -483,7 +489,7 @@ async def run_model(
             if scores is not None:
                 got[example.id] = scores
 
-        await _pool(examples, score, model.concurrency, gate=gate, span=spans.setdefault(pp.prompt.name, Span()))
+        await _pool(examples, score, model.concurrency, span=spans.setdefault(pp.prompt.name, Span()))
         ok = [e for e in examples if e.id in got]
         probs = np.array([[got[e.id].probs[l] for l in labels] for e in ok]) if ok else np.zeros((0, len(labels)))
         record: dict[str, Any] = {"method": cal.method}
@@ -596,13 +602,12 @@ async def run_model(
                 await provider.prefetch(pending)
 
         async def run_prompt(pp: PreparedPrompt) -> None:
-            # Every prompt proceeds at once under the model's gate; a calibrated prompt waits only
+            # Every prompt proceeds at once (the model's gate bounds the sends); a calibrated prompt waits only
             # for its own validation requests (never the evaluated split) before its examples.
             span = spans.setdefault(pp.prompt.name, Span())
             if calibration_examples(prepared, pp):
                 await fit_calibration(pp)
-            await _pool(prepared.run_examples, lambda example, pp=pp: one(pp, example), model.concurrency,
-                        gate=gate, span=span)
+            await _pool(prepared.run_examples, lambda example, pp=pp: one(pp, example), model.concurrency, span=span)
 
         await _all(run_prompt(pp) for pp in prepared.prompts)
     finally:
@@ -664,15 +669,16 @@ class SingleFlight:
         self.shared = 0
         self._flights: dict[str, asyncio.Future] = {}
 
-    async def run(self, key: str, fetch: Callable[[], Any]) -> tuple[ChatResponse, bool]:
-        """`fetch()`'s (response, cached) for `key`, fetched once; a waiter gets the same response."""
+    async def run(self, key: str, fetch: Callable[[], Any]) -> tuple[ChatResponse, bool, bool]:
+        """(response, cached, shared) for `key`: `fetch()`'s (response, cached), fetched once; a
+        caller that found the key in flight gets the same response with shared=True."""
         flight = self._flights.get(key)
         if flight is not None:
             response, cached = await asyncio.shield(flight) if not flight.done() else flight.result()
             self.shared += 1
             # a shared answer counts as a hit, as it would have been once the first was stored;
             # a shared error or replay miss does not
-            return response, cached or response.error is None
+            return response, cached or response.error is None, True
         flight = asyncio.get_running_loop().create_future()
         self._flights[key] = flight
         try:
@@ -686,7 +692,7 @@ class SingleFlight:
 
         if not self.remember or unstorable(got[0]) is not None:
             del self._flights[key]
-        return got
+        return got[0], got[1], False
 
 
 async def _all(coroutines) -> None:
@@ -702,21 +708,14 @@ async def _all(coroutines) -> None:
         raise
 
 
-async def _pool(items: list, fn: Callable[[Any], Any], concurrency: int, *,
-                gate: asyncio.Semaphore | None = None, span: Span | None = None) -> None:
-    """Run `fn` over `items` with at most `concurrency` workers; `gate`, when given, bounds the
-    calls in flight together with other pools (one model's prompts share it). The workers share
-    one iterator, so the split is never copied into a queue; `span` records the first start and
-    the last end."""
+async def _pool(items: list, fn: Callable[[Any], Any], concurrency: int, *, span: Span | None = None) -> None:
+    """Run `fn` over `items` with at most `concurrency` workers. The workers share one iterator,
+    so the split is never copied into a queue; `span` records the first start and the last end."""
     iterator = iter(items)
 
     async def worker() -> None:
         for item in iterator:  # one iterator shared by the workers: each item is taken once
-            if gate is None:
-                await _timed(fn, item, span)
-            else:
-                async with gate:
-                    await _timed(fn, item, span)
+            await _timed(fn, item, span)
 
     await _all(worker() for _ in range(max(1, min(concurrency, len(items)))))
 
