@@ -949,7 +949,7 @@ async def run_eval(
 
     from harness.suites import score_suites
 
-    everything = read_predictions(run_dir / "predictions.jsonl")
+    everything = read_predictions(run_dir / "predictions.jsonl", texts=False)  # report.html reads them itself
     suites = score_suites(everything)
     predictions = [p for p in everything if p.suite is None]  # suites are reported on their own
     walls = {(r.model, p): w for r in results for p, w in r.wall_s.items()}
