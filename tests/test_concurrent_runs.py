@@ -189,3 +189,63 @@ def test_sigkill_mid_run_with_batched_cache_writes_never_pays_twice(tmp_path):
     answered_texts = {p["text"] for p in done}
     assert not answered_texts & set(asked)
     assert len(read_predictions(predictions)) == rows
+
+
+def test_stores_made_together_commit_in_one_transaction_and_return_after_it(tmp_path, monkeypatch):
+    """Group commit: 40 responses stored at once cost a few SQLite transactions, not 40, and each
+    `store` returns only when its entry is readable from another connection (what the kill/resume
+    guarantee needs: the prediction is written after that)."""
+    import harness.cache as hc
+    from harness.keys import cache_key
+    from providers.base import ChatResponse
+
+    batches: list[int] = []
+    real = hc._write_disk_entries
+
+    def counted(disk, entries):
+        batches.append(len(entries))
+        real(disk, entries)
+
+    monkeypatch.setattr(hc, "_write_disk_entries", counted)
+    cache = ResponseCache("rw", tmp_path / "cache")
+    materials = [{"provider": "openai", "endpoint": "http://x/v1", "body": {"model": "m", "n": i}} for i in range(40)]
+    seen_after_store: list[bool] = []
+
+    async def main():
+        async def one(material):
+            await cache.store(material, ChatResponse(text="positive", finish_reason="stop"))
+            other = open_disk_cache(tmp_path / "cache")
+            try:
+                seen_after_store.append(other.get(cache_key(material)) is not None)
+            finally:
+                other.close()
+
+        await asyncio.gather(*(one(m) for m in materials))
+
+    try:
+        asyncio.run(main())
+    finally:
+        cache.close()
+    assert sum(batches) == 40 and len(batches) < 40
+    assert seen_after_store == [True] * 40
+
+
+def test_prediction_writer_buffers_within_a_turn_and_flushes_on_close(tmp_path):
+    from harness.records import Prediction
+    from harness.runner import PredictionWriter
+
+    path = tmp_path / "p.jsonl"
+
+    async def main():
+        writer = PredictionWriter(path)
+        for i in range(3):
+            writer.write(Prediction(example_id=f"e{i}", model="m", prompt="p", gold="a", prediction="a", outcome="valid"))
+        assert path.read_text() == ""  # the same event-loop turn: still buffered
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(path.read_text().splitlines()) == 3  # flushed once the turn ended
+        writer.write(Prediction(example_id="e3", model="m", prompt="p", gold="a", prediction="a", outcome="valid"))
+        writer.close()
+
+    asyncio.run(main())
+    assert [json.loads(line)["example_id"] for line in path.read_text().splitlines()] == ["e0", "e1", "e2", "e3"]
