@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -33,6 +34,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-iterations", type=int, help="default: the kind's default")
     parser.add_argument("--out", help="write the figures as JSON here")
+    parser.add_argument("--keep-cache", action="store_true",
+                        help="keep the temporary model cache (~90 MB per k) and print its path")
     args = parser.parse_args()
 
     cache_dir = tempfile.mkdtemp(prefix="setfit-bench-")
@@ -90,6 +93,10 @@ def main() -> int:
           f"torch threads {result['torch_threads']}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if args.keep_cache:
+        print(f"fitted models kept in {cache_dir}/setfit")
+    else:
+        shutil.rmtree(cache_dir, ignore_errors=True)
     return 0
 
 

@@ -3,10 +3,9 @@
 `harness curve SPEC --sizes 50,100,...` trains each trainable baseline of the spec (tfidf_logreg,
 embedding_logreg, embedding_centroid, setfit) on seeded, label-stratified subsets of the train
 split — `--repeats` subsets per size, repeat r drawn with seed r — scores each on the evaluated
-examples,
-and compares with the LLMs of a finished run (`--run`, default runs/SPEC/latest or the newest
-run): for each LLM × prompt, the smallest train size at which a baseline's mean score reaches
-the LLM's is "what the prompt is worth in labels".
+examples, and compares with the LLMs of a finished run (`--run`, default runs/SPEC/latest or the
+newest run): for each LLM × prompt, the smallest train size at which a baseline's mean score
+reaches the LLM's is "what the prompt is worth in labels".
 
 The evaluated examples are those of the run (same split, limit and seed; their hash is checked),
 so the numbers compare like with like. Thresholds of multi-label baselines are tuned on the
