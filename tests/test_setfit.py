@@ -100,7 +100,7 @@ def test_per_class_above_a_labels_train_count_names_the_label(tmp_path):
     records, logged = [], []
     results = run_baselines(spec, load_eval_split(spec).examples, spec.baselines, records.append, log=logged.append)
     reason = results[0].skipped
-    assert reason and "per_class 7" in reason and "label 'negative' has 6" in reason and "lower `per_class`" in reason
+    assert reason and "per_class 7" in reason and "label 'negative' has 6" in reason and "lower per_class on this baseline" in reason
     assert any(line.startswith("skipping baseline:setfit") for line in logged)
     assert {r.model for r in records} == {"baseline:tfidf_logreg"}  # the run goes on
 

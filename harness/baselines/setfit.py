@@ -109,7 +109,7 @@ class SetFitBaseline(LogRegOptions, _EmbeddingBaseline):
         except HarnessError as exc:
             raise HarnessError(
                 f"{self.id}: per_class {self.per_class} is more than the train split {split!r} has: "
-                f"{exc}; lower `per_class` on this baseline"
+                f"{exc}; lower per_class on this baseline"
             ) from None
 
     # -- fitting -------------------------------------------------------------------------------
