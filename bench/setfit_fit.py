@@ -77,6 +77,8 @@ def main() -> int:
         }
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
+        if args.out:  # after every k, so a run stopped half-way keeps what it measured
+            Path(args.out).write_text(json.dumps({"rows": rows}, indent=2) + "\n", encoding="utf-8")
     result = {
         "spec": str(args.spec), "evaluated": len(evaluated), "seed": args.seed,
         "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "python": platform.python_version(),
