@@ -343,3 +343,50 @@ def test_ray_http_backend_answers_through_the_cache_like_a_local_run(tmp_path):
         assert executor.record["ray_started"] is False and "ray_init_s" not in executor.record
         assert proxy.count() == len(planned)
         assert _figures(again.metrics) == _figures(first.metrics)
+
+
+@pytest.mark.slow
+@server_test
+def test_a_killed_ray_run_resumes_from_the_cache_without_asking_twice(tmp_path):
+    """SIGKILL the driver while Ray answers; the rerun sends only what was not stored before."""
+    import signal
+    import time
+
+    from harness.cache import cache_stats
+    from harness.keys import cache_key
+    from harness.runner import Prepared, plan_requests
+
+    limit, kill_after = 16, 3
+    with LlamaServer(parallel=2) as server, CountingProxy(server.url) as proxy:
+        path = write_spec(tmp_path / "spec", proxy.url, templates={"bare_label": BARE_LABEL}, concurrency=2,
+                          max_tokens=4, extra=RAY_EXTRA)
+        spec = load_spec(path)
+        planned = plan_requests(Prepared(spec, limit=limit), spec.models)
+        env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+        command = [sys.executable, "-m", "harness.cli", "eval", str(path), "--limit", str(limit), "--quiet",
+                   "--executor", "ray"]
+        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and first.poll() is None:
+            if cache_stats(tmp_path / "cache")["entries"] >= kill_after:
+                first.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.2)
+        first.wait(timeout=60)
+        assert first.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-way"
+        time.sleep(1)  # requests in flight at the kill may still reach the proxy
+        stored = cache_stats(tmp_path / "cache")["entries"]
+        assert kill_after <= stored < limit
+        sent_before = proxy.count()
+
+        second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        assert second.returncode == 0, second.stderr
+        assert f"sending {limit - stored} of {limit} planned requests" in second.stderr
+        rerun = proxy.bodies[sent_before:]
+        assert len(rerun) == limit - stored  # only what the cache did not hold
+        endpoint = planned[0]["material"]["endpoint"]
+        keys_rerun = {cache_key({"provider": "llamacpp", "endpoint": endpoint, "body": b}) for b in rerun}
+        keys_all = {r["key"] for r in planned}
+        assert keys_rerun <= keys_all and len(keys_rerun) == len(rerun)
+        assert {cache_key({"provider": "llamacpp", "endpoint": endpoint, "body": b})
+                for b in proxy.bodies} == keys_all  # everything answered in the end
