@@ -140,7 +140,9 @@ def read_reply(status: int, text: str, latency_s: float | None, *, sdk: str = "o
 # Body fields the engine request carries over; anything else in a body cannot be honoured by the
 # engine path and is refused rather than silently dropped.
 _ENGINE_FIELDS = {"model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "seed",
-                  "stop", "logprobs", "top_logprobs", "response_format", "structured_outputs", "guided_choice"}
+                  "stop", "logprobs", "top_logprobs", "response_format", "structured_outputs", "guided_choice",
+                  # a final assistant message is continued by Ray's chat template stage by itself
+                  "continue_final_message", "add_generation_prompt"}
 
 
 def engine_request(body: dict, *, lora: str | None = None) -> dict:
@@ -152,6 +154,8 @@ def engine_request(body: dict, *, lora: str | None = None) -> dict:
             f"backend vllm cannot send body field(s) {', '.join(unknown)} to a vLLM engine; "
             f"remove them from params.extra_body or use backend: http against `vllm serve`"
         )
+    if body.get("continue_final_message") and (body.get("messages") or [{}])[-1].get("role") != "assistant":
+        raise HarnessError("continue_final_message needs a final assistant message to continue")
     sp: dict[str, Any] = {}
     for name in ("temperature", "top_p", "seed", "stop"):
         if body.get(name) is not None:

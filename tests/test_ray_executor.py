@@ -142,6 +142,20 @@ def test_engine_request_takes_sampling_params_and_the_answer_contract_from_the_b
     assert engine_request(json_body)["sampling_params"]["structured_outputs"] == {"json": schema}
 
 
+def test_a_likelihood_prefill_is_continued_by_the_chat_template_stage():
+    from harness.ray_executor import engine_request
+    from providers import ChatRequest
+
+    model, provider = _vllm(logprobs=True, top_logprobs=20, max_tokens=1)
+    messages = [{"role": "user", "content": "Review: fine."}, {"role": "assistant", "content": "very"}]
+    body = provider.build_body(ChatRequest(messages=messages, params=model.params, continue_final=True, likelihood=True))
+    assert body["continue_final_message"] is True
+    request = engine_request(body)
+    assert request["messages"][-1] == {"role": "assistant", "content": "very"}  # Ray continues it
+    assert request["sampling_params"]["logprobs"] == 20 and request["sampling_params"]["max_tokens"] == 1
+    assert "structured_outputs" not in request["sampling_params"]
+
+
 def test_engine_request_refuses_body_fields_an_engine_cannot_honour():
     from harness.ray_executor import engine_request
 
