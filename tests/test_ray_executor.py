@@ -388,14 +388,14 @@ def test_a_killed_ray_run_resumes_from_the_cache_without_asking_twice(tmp_path):
             time.sleep(0.2)
         first.wait(timeout=60)
         assert first.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-way"
-        time.sleep(1)  # requests in flight at the kill may still reach the proxy
+        time.sleep(5)  # Ray's actors die with their driver; let any request still in flight arrive
         stored = cache_stats(tmp_path / "cache")["entries"]
         assert kill_after <= stored < limit
         sent_before = proxy.count()
 
         second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
         assert second.returncode == 0, second.stderr
-        assert f"sending {limit - stored} of {limit} planned requests" in second.stderr
+        assert f"sending {limit - stored} of {limit} planned requests" in " ".join(second.stderr.split())
         rerun = proxy.bodies[sent_before:]
         assert len(rerun) == limit - stored  # only what the cache did not hold
         endpoint = planned[0]["material"]["endpoint"]
