@@ -38,7 +38,7 @@ def redact(text: str | None, secret: str | None) -> str | None:
     return re.sub(r"\b(sk|gsk|xai|pk)[-_][A-Za-z0-9*_\-]{8,}", "[redacted]", text)
 
 
-def _short(value: Any, limit: int = 120) -> str:
+def short(value: Any, limit: int = 120) -> str:
     text = value if isinstance(value, str) else repr(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "…"
@@ -57,16 +57,16 @@ def completion_problem(completion: Any) -> str | None:
     if completion is None:
         return "the reply has no body"
     if isinstance(completion, (str, bytes)):  # the SDK hands back text it could not read as JSON
-        return f"the reply is not a JSON completion: {_short(completion)}"
+        return f"the reply is not a JSON completion: {short(completion)}"
     error = _get(completion, "error")
     choices = _get(completion, "choices")
     if error and not choices:
         message = error.get("message") if isinstance(error, dict) else error
-        return f"the reply carries an error instead of a completion: {_short(message)}"
+        return f"the reply carries an error instead of a completion: {short(message)}"
     if choices is None:
         return "the reply has no `choices`"
     if not isinstance(choices, list):
-        return f"`choices` is not a list: {_short(choices)}"
+        return f"`choices` is not a list: {short(choices)}"
     if not choices:
         return "the reply has an empty `choices`"
     if _get(choices[0], "message") is None:
@@ -85,7 +85,7 @@ def read_completion(completion: Any, latency_s: float | None) -> ChatResponse:
         return _read(completion, latency_s)
     except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:  # odd field shapes
         return ChatResponse(error=f"the reply is not a readable completion: {type(exc).__name__}: "
-                            f"{_short(str(exc))}", error_kind="server", latency_s=latency_s)
+                            f"{short(str(exc))}", error_kind="server", latency_s=latency_s)
 
 
 def _read(completion: Any, latency_s: float | None) -> ChatResponse:
@@ -185,7 +185,7 @@ def connect_failure(exc: BaseException) -> str | None:
         if isinstance(cause, socket.gaierror):
             return "the host name does not resolve"
         if isinstance(cause, ssl.SSLError):
-            return f"TLS handshake failed ({_short(str(cause), 80)})"
+            return f"TLS handshake failed ({short(str(cause), 80)})"
         cause = cause.__cause__ or cause.__context__
     text = " ".join(names) + " " + str(exc.__cause__ or exc)
     if "ConnectError" in names or "ConnectTimeout" in names:
@@ -198,5 +198,5 @@ def connect_failure(exc: BaseException) -> str | None:
             return "TLS handshake failed"
         if "ConnectTimeout" in names:
             return "connect timed out"
-        return _short(str(exc.__cause__ or exc), 80) or "cannot connect"
+        return short(str(exc.__cause__ or exc), 80) or "cannot connect"
     return None
