@@ -11,8 +11,9 @@ subprocess, `--native` off). Wall and CPU of the eval itself are printed either 
     HARNESS_DATA_DIR=/work/shared/datasets python bench/profile_eval.py --out /tmp/prof
     HARNESS_DATA_DIR=/work/shared/datasets python bench/profile_eval.py --profiler py-spy --out /tmp/prof
 
-What a line of the cProfile output means: `tottime` is time in the function itself, `cumtime`
-includes what it calls. Profiling inflates every Python call, so compare shares, not totals;
+What a line of the cProfile output means: `tottime` is CPU time (the profiler's clock is
+`time.process_time`, so waiting on the server counts nothing) in the function itself, `cumtime`
+includes what it calls; `bench/profile_split.py eval.prof` sums own time by where the code lives. Profiling inflates every Python call, so compare shares, not totals;
 take wall and CPU figures from bench/throughput.py (no profiler attached).
 """
 
@@ -30,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_spec(folder: Path, base_url: str, mode: str, concurrency: int, provider: str = "openai") -> Path:
+def write_spec(folder: Path, base_url: str, mode: str, concurrency: int, provider: str = "openai", *,
+               model: str = "stub-model", params: dict | None = None, options: dict | None = None) -> Path:
     """A one-prompt spec over the whole rotten_tomatoes test split (1066 reviews)."""
     folder.mkdir(parents=True, exist_ok=True)
     template = "sentiment_json.j2" if mode != "text" else "sentiment_label.j2"
@@ -44,9 +46,9 @@ def write_spec(folder: Path, base_url: str, mode: str, concurrency: int, provide
                    {"name": "positive", "description": "The reviewer likes the movie."}],
         "prompts": [{"name": mode, "template": str(ROOT / "prompts" / template), "mode": mode}],
         "output": {"shape": "label"},
-        "models": [{"provider": provider, "model": "stub-model", "base_url": base_url,
-                    "concurrency": concurrency, "timeout_s": 60,
-                    "params": {"temperature": 0, "max_tokens": 32, "seed": 0}}],
+        "models": [{"provider": provider, "model": model, "base_url": base_url,
+                    "concurrency": concurrency, "timeout_s": 60, "options": options or {},
+                    "params": params or {"temperature": 0, "max_tokens": 32, "seed": 0}}],
     }
     path = folder / "spec.yaml"
     path.write_text(json.dumps(spec))
@@ -76,7 +78,7 @@ def profile_cprofile(spec: Path, out: Path, top: int) -> None:
 
     from harness.cli import main as harness_main
 
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)  # CPU time: waiting on the server is not a cost
     wall0, cpu0 = time.perf_counter(), cpu_s()
     profiler.enable()
     try:

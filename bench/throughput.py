@@ -1,20 +1,28 @@
-"""Throughput of the HTTP provider path at concurrency 1, 8 and 64, against the ideal.
+"""The same requests through `harness eval` and through a bare aiohttp loop, interleaved in one run.
 
-Two local servers:
+Every measured client is its own process, timed from the outside (wall clock, and user + system
+CPU from `wait4`), so both figures include Python start-up and imports, as a user sees them:
 
-* `stub`: tests/http_stub.py, a real HTTP server (one thread per connection) that answers every chat
-  request after a fixed latency L. The ideal wall time for N requests at concurrency c is
-  N × L / c; whatever the harness adds (rendering, the SDK, the scheduler, validation, writing
-  predictions) shows up as the gap.
-* `llama`: a real llama-server with SmolLM2-135M (`--parallel 8` slots) on this 2-core machine. It is
-  CPU-bound, so concurrency beyond what its batching absorbs cannot help; "ideal" there is still
-  N × L / c with L the median latency of the sequential run, to show how far from it a CPU-bound
-  server stays.
+* `harness` — `harness eval SPEC --no-baselines --cache off --quiet --concurrency C`, the spec from
+  bench/profile_eval.py: the rotten_tomatoes test split (1066 reviews), one json_object prompt
+  (`--mode text` for the bare-label prompt), one model at the server (`openai` with `base_url`;
+  `llamacpp` attached by `base_url` for the llama run): the direct client (providers/http.py).
+* `sdk` — the same command with the model's `options: {client: sdk}`: the official openai SDK.
+* `bare` — this script's own loop (`bare` subcommand): C asyncio workers over one
+  aiohttp session, posting the harness's own request bodies (`planned_requests`, so byte-for-byte
+  the same JSON values) encoded with orjson and decoding each reply with orjson. No validation, no
+  records, no report: the floor a Python client can reach.
 
-Each measurement is a full `run_eval` (cache off) of a generated spec with N examples, one prompt.
+Rounds: each round runs every client once, in turn, against one server; the table gives medians
+over rounds. Servers:
 
-    HARNESS_DATA_DIR=../shared/datasets python bench/throughput.py stub --n 256 --latency 0.1
-    python bench/throughput.py llama --n 64
+* `stub`: tests/http_stub.py in its own process (stdlib, one thread per connection) answering
+  after L seconds; cells for every concurrency x latency asked.
+* `llama`: a real llama-server with SmolLM2-135M (`-np C -t 2`), launched once under the caller's
+  flock; the bare-label prompt, `max_tokens` 4, temperature 0 (`--n` reviews, a stratified sample).
+
+    HARNESS_DATA_DIR=/work/shared/datasets python bench/throughput.py stub --concurrency 4,64 --latency 0,0.1 --rounds 3
+    HARNESS_DATA_DIR=/work/shared/datasets flock /tmp/llama-server.lock python bench/throughput.py llama --n 200 --concurrency 4 --rounds 3
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,129 +39,196 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from harness.runner import run_eval  # noqa: E402
-from harness.spec import load_spec  # noqa: E402
+from profile_eval import start_stub, write_spec  # noqa: E402
 
-
-def write_spec(folder: Path, n: int, model: dict, mode: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    words = ["good", "dull", "moving", "tedious", "charming", "clumsy"]
-    rows = [{"text": f"a {words[i % len(words)]} film, take {i}", "label": "positive" if i % 2 == 0 else "negative"}
-            for i in range(n)]
-    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (folder / "p.j2").write_text(
-        "{% block system %}You are a sentiment classifier for movie reviews.{% endblock %}"
-        "{% block user %}Review: {{ text }}\n\nIs the sentiment of this review negative or positive? "
-        "Answer with one word: negative or positive.{% endblock %}"
-    )
-    spec = {
-        "name": "throughput",
-        "dataset": {"source": "data.jsonl", "train_split": None},
-        "labels": [{"name": "negative"}, {"name": "positive"}],
-        "prompts": [{"name": "p", "template": "p.j2", "mode": mode}],
-        "models": [model],
-    }
-    path = folder / "spec.yaml"
-    path.write_text(json.dumps(spec))
-    return path
+CLIENTS = ("harness", "bare", "sdk")
 
 
-def measure(spec_path: Path, concurrency: int, out: Path) -> tuple[float, dict]:
-    spec = load_spec(spec_path)
+def timed_child(command: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """(wall s, user + system CPU s of the child from wait4, its stdout) for one command."""
     t0 = time.perf_counter()
-    outcome = asyncio.run(run_eval(spec, out_dir=out, concurrency=concurrency))
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            stdin=subprocess.DEVNULL)
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    return wall, outcome.metrics[0]
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(command)} exited {proc.returncode}:\n{err.decode()[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, out.decode()
 
 
-def row(label: str, n: int, c: int, latency: float, wall: float, metrics: dict) -> str:
-    """`wall`: the whole run_eval (data, prompts, requests, scoring, report); `loop`: the requests
-    only (the runner's per-prompt wall time), which is what N × L / c predicts."""
-    ideal = n * latency / c
-    loop = metrics["wall_s"]
-    return (f"| {label} | {n} | {c} | {latency * 1000:.0f} ms | {ideal:.2f} s | {loop:.2f} s | {wall:.2f} s | "
-            f"{n / loop:.1f} | {ideal / loop * 100:.0f}% | {metrics['validity'] * 100:.0f}% |")
+def harness_command(spec: Path, out: Path, concurrency: int, limit: int | None) -> list[str]:
+    command = [sys.executable, "-m", "harness.cli", "eval", str(spec), "--no-baselines", "--cache", "off",
+               "--quiet", "--out", str(out), "--concurrency", str(concurrency)]
+    return command + (["--limit", str(limit)] if limit else [])
 
 
-HEADER = ("| server | N | concurrency | latency L | ideal N×L/c | request loop | whole run | req/s (loop) "
-          "| ideal/loop | valid |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+def write_bodies(spec: Path, path: Path, limit: int | None) -> int:
+    """The harness's own request bodies for the spec (what `harness eval` sends), one per line."""
+    from harness.runner import planned_requests
+    from harness.spec import load_spec
+
+    planned = planned_requests(load_spec(spec), limit=limit)
+    path.write_text("".join(json.dumps(p["material"]["body"]) + "\n" for p in planned))
+    return len(planned)
 
 
-def bench_stub(n: int, latency: float, concurrencies: list[int], repeats: int) -> list[str]:
-    # the server runs in its own process, so the client measured here does not share its GIL
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "http_stub.py"), "--latency", str(latency)],
-                              stdout=subprocess.PIPE, text=True)
+def measure_cell(base_url: str, tmp: Path, *, provider: str, model: str, params: dict, mode: str,
+                 concurrency: int, limit: int | None, rounds: int, clients: list[str]) -> dict[str, list]:
+    """Every client `rounds` times, interleaved; {client: [(wall, cpu), ...]} and the request count."""
+    spec = write_spec(tmp / "spec", base_url, mode, concurrency, provider, model=model, params=params)
+    sdk_spec = write_spec(tmp / "spec-sdk", base_url, mode, concurrency, provider, model=model, params=params,
+                          options={"client": "sdk"})
+    bodies = tmp / "bodies.jsonl"
+    n = write_bodies(spec, bodies, limit)
+    url = base_url.rstrip("/") + "/chat/completions"
+    results: dict[str, list] = {c: [] for c in clients}
+    for r in range(rounds):
+        for client in clients:
+            if client == "bare":
+                command = [sys.executable, __file__, "bare", "--url", url, "--bodies", str(bodies),
+                           "--concurrency", str(concurrency)]
+            else:
+                command = harness_command(sdk_spec if client == "sdk" else spec, tmp / f"run-{client}-{r}",
+                                          concurrency, limit)
+            wall, cpu, out = timed_child(command)
+            if client == "bare":
+                done = json.loads(out.strip().splitlines()[-1])
+                assert done["ok"] == n, done
+            else:
+                metrics = json.loads((tmp / f"run-{client}-{r}" / "metrics.json").read_text())
+                assert metrics["run"]["requests"][next(iter(metrics["run"]["requests"]))]["sent"] == n
+            results[client].append((wall, cpu))
+            print(f"  round {r + 1} {client:8s} c={concurrency:<3d} wall {wall:6.2f} s  CPU {cpu:6.2f} s", flush=True)
+    results["n"] = n
+    return results
+
+
+def table_rows(label: str, latency_ms: float | None, concurrency: int, results: dict) -> list[str]:
+    n = results["n"]
+    bare_wall = statistics.median(w for w, _ in results["bare"]) if "bare" in results else None
     lines = []
-    try:
-        base_url = server.stdout.readline().strip()
-        with tempfile.TemporaryDirectory() as tmp:
-            lines = _bench_stub(base_url, Path(tmp), n, latency, concurrencies, repeats)
-    finally:
-        server.terminate()
-        server.wait()
+    for client in (c for c in CLIENTS if c in results):
+        walls = [w for w, _ in results[client]]
+        cpus = [c for _, c in results[client]]
+        wall, cpu = statistics.median(walls), statistics.median(cpus)
+        ratio = f"{wall / bare_wall:.2f}×" if bare_wall else "–"
+        lat = "–" if latency_ms is None else f"{latency_ms:.0f} ms"
+        lines.append(
+            f"| {label} | {lat} | {concurrency} | {client} | {wall:.2f} s ({min(walls):.2f}–{max(walls):.2f}) "
+            f"| {ratio} | {n / wall:.1f} | {cpu:.2f} s | {cpu / n * 1000:.2f} ms |"
+        )
     return lines
 
 
-def _bench_stub(base_url: str, tmp: Path, n: int, latency: float, concurrencies: list[int], repeats: int) -> list[str]:
+HEADER = ("| server | latency | concurrency | client | wall, median (min–max) | wall / bare | req/s | CPU | CPU per request |\n"
+          "|---|---:|---:|---|---:|---:|---:|---:|---:|")
+
+
+def bench_stub(args) -> None:
     lines = []
-    model = {"provider": "openai", "model": "stub-model", "base_url": base_url, "timeout_s": 60}
-    spec = write_spec(tmp, n, model, "text")
-    for c in concurrencies:
-        runs = sorted((measure(spec, c, tmp / f"run-{c}-{r}") for r in range(repeats)),
-                      key=lambda run: run[1]["wall_s"])
-        wall, metrics = runs[len(runs) // 2]  # the median run by request-loop time
-        lines.append(row("stub", n, c, latency, wall, metrics))
-        print(lines[-1], flush=True)
-    return lines
+    for latency in args.latency:
+        server, base_url = start_stub(latency)
+        try:
+            for c in args.concurrency:
+                print(f"stub latency {latency * 1000:.0f} ms, concurrency {c}", flush=True)
+                with tempfile.TemporaryDirectory() as tmp:
+                    results = measure_cell(base_url, Path(tmp), provider="openai", model="stub-model",
+                                           params={"temperature": 0, "max_tokens": 32, "seed": 0}, mode=args.mode,
+                                           concurrency=c, limit=args.n, rounds=args.rounds, clients=args.clients)
+                lines += table_rows("stub", latency * 1000, c, results)
+        finally:
+            server.terminate()
+            server.wait()
+    print(HEADER)
+    print("\n".join(lines))
 
 
-def bench_llama(n: int, concurrencies: list[int], parallel: int) -> list[str]:
+def bench_llama(args) -> None:
     from providers.launcher import ManagedServer, free_port
     from providers.llamacpp import bundled_gguf, llama_server_binary
 
-    port = free_port()
-    server = ManagedServer(
-        [llama_server_binary(), "-m", str(bundled_gguf("smollm2")), "--host", "127.0.0.1", "--port", str(port),
-         "-t", "2", "-np", str(parallel), "-c", str(1024 * parallel), "--alias", "smollm2", "--no-webui",
-         "--no-repack"],
-        port=port, name="llama-server (bench)",
-    )
-    asyncio.run(server.start())
     lines = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            model = {"provider": "openai", "model": "smollm2", "base_url": server.base_url + "/v1",
-                     "timeout_s": 600, "params": {"temperature": 0, "max_tokens": 8, "seed": 0}}
-            spec = write_spec(Path(tmp), n, model, "text")
-            measure(write_spec(Path(tmp) / "warm", 4, model, "text"), 1, Path(tmp) / "warm-run")
-            # L: the median single-request latency of the sequential (concurrency 1) run
-            results = [(c, *measure(spec, c, Path(tmp) / f"run-{c}")) for c in sorted(concurrencies)]
-            latency = next((m["latency_p50_s"] for c, _, m in results if c == 1), results[0][2]["latency_p50_s"])
-            for c, wall, metrics in results:
-                lines.append(row(f"llama-server -np {parallel}", n, c, latency, wall, metrics))
-                print(lines[-1], flush=True)
-    finally:
-        server.stop()
-    return lines
+    for c in args.concurrency:
+        port = free_port()
+        server = ManagedServer(
+            [llama_server_binary(), "-m", str(bundled_gguf("smollm2")), "--host", "127.0.0.1", "--port", str(port),
+             "-t", "2", "-np", str(c), "-c", str(1024 * c), "--alias", "smollm2", "--no-webui", "--no-repack"],
+            port=port, name="llama-server (bench)",
+        )
+        asyncio.run(server.start())
+        try:
+            print(f"llama-server -np {c}, concurrency {c}", flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                results = measure_cell(server.base_url + "/v1", Path(tmp), provider="llamacpp", model="smollm2",
+                                       params={"temperature": 0, "max_tokens": 4, "seed": 0}, mode="text",
+                                       concurrency=c, limit=args.n, rounds=args.rounds, clients=args.clients)
+            lines += table_rows(f"llama-server -np {c}", None, c, results)
+        finally:
+            server.stop()
+    print(HEADER)
+    print("\n".join(lines))
+
+
+async def bare_loop(url: str, bodies: list[dict], concurrency: int) -> int:
+    import aiohttp
+    import orjson
+
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer EMPTY"}
+    ok = 0
+    items = iter(bodies)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def worker() -> None:
+            nonlocal ok
+            for body in items:  # one shared iterator: each body is sent once
+                async with session.post(url, data=orjson.dumps(body), headers=headers) as resp:
+                    data = orjson.loads(await resp.read())
+                ok += resp.status == 200 and isinstance(data["choices"][0]["message"]["content"], str)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ok
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "bare":
+        parser = argparse.ArgumentParser(prog="throughput.py bare")
+        parser.add_argument("bare")
+        parser.add_argument("--url", required=True)
+        parser.add_argument("--bodies", type=Path, required=True)
+        parser.add_argument("--concurrency", type=int, required=True)
+        args = parser.parse_args()
+        bodies = [json.loads(line) for line in args.bodies.read_text().splitlines()]
+        t0 = time.perf_counter()
+        ok = asyncio.run(bare_loop(args.url, bodies, args.concurrency))
+        print(json.dumps({"ok": ok, "wall_s": round(time.perf_counter() - t0, 3)}))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("server", choices=("stub", "llama"))
-    parser.add_argument("--n", type=int, default=256)
-    parser.add_argument("--latency", type=float, default=0.1, help="stub: seconds per answer")
-    parser.add_argument("--concurrency", default="1,8,64")
-    parser.add_argument("--repeats", type=int, default=1, help="stub: runs per concurrency (median)")
-    parser.add_argument("--parallel", type=int, default=8, help="llama: server slots")
+    parser.add_argument("--n", type=int, default=None, help="--limit: a stratified sample (default: all 1066)")
+    parser.add_argument("--latency", default="0,0.1", help="stub: seconds per answer, comma-separated")
+    parser.add_argument("--concurrency", default="4,64")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mode", choices=("json_object", "text"), default="json_object", help="stub: the prompt")
+    parser.add_argument("--clients", default="harness,bare,sdk", help=f"some of {','.join(CLIENTS)}")
     args = parser.parse_args()
-    concurrencies = [int(c) for c in args.concurrency.split(",")]
-    print(HEADER)
-    if args.server == "stub":
-        bench_stub(args.n, args.latency, concurrencies, args.repeats)
-    else:
-        bench_llama(args.n, concurrencies, args.parallel)
+    if not os.environ.get("HARNESS_DATA_DIR"):
+        parser.error("set HARNESS_DATA_DIR (the rotten_tomatoes dataset folder's parent)")
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.latency = [float(x) for x in args.latency.split(",")]
+    args.clients = [c for c in args.clients.split(",") if c]
+    unknown = set(args.clients) - set(CLIENTS)
+    if unknown:
+        parser.error(f"--clients: unknown {', '.join(sorted(unknown))}")
+    load = os.getloadavg()
+    print(f"load average at start: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; {os.cpu_count()} cores", flush=True)
+    (bench_stub if args.server == "stub" else bench_llama)(args)
+    load = os.getloadavg()
+    print(f"load average at end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 
 
 if __name__ == "__main__":

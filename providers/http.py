@@ -17,7 +17,9 @@ The pieces:
 * `AiohttpTransport` — the real one: one `aiohttp.ClientSession` with no connection cap of its own
   (the endpoint's adaptive limiter, `providers.scheduling`, caps requests in flight), keep-alive
   shorter than llama-server's 5 s so an idle connection is never reused just as the server drops
-  it, redirects not followed (like the SDK), proxy settings from the environment (like httpx).
+  it, redirects not followed (like the SDK), an `HTTP(S)_PROXY` / `NO_PROXY` from the environment
+  honoured like httpx does, but looked up once per endpoint (aiohttp's `trust_env` looks up the
+  proxy and `.netrc` in a worker thread on every request: two thread hops per request).
 * `HttpxTransport` — any httpx-style `AsyncClient` (httpx or httpx2), so tests replay recorded wire
   traffic through the direct client with `httpx.MockTransport` (tests/wire_replay.py), exactly
   as they do through the SDK.
@@ -77,8 +79,9 @@ class AiohttpTransport(Transport):
     """The production transport (see the module docstring). The session is created on first use,
     inside the running event loop."""
 
-    def __init__(self, *, connect_timeout_s: float):
+    def __init__(self, base_url: str, *, connect_timeout_s: float):
         self.connect_timeout_s = connect_timeout_s
+        self.proxy = env_proxy(base_url)
         self._session = None
 
     def _open(self):
@@ -89,8 +92,7 @@ class AiohttpTransport(Transport):
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s),
             cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=True,
-            auto_decompress=True,
+            proxy=self.proxy,
         )
         return self._session
 
@@ -133,6 +135,20 @@ class AiohttpTransport(Transport):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`),
+    None when there is none or `NO_PROXY` covers its host."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    parts = urlsplit(url)
+    proxies = getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or (parts.hostname and proxy_bypass(parts.hostname)):
+        return None
+    return proxy
 
 
 class HttpxTransport(Transport):

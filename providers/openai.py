@@ -208,6 +208,8 @@ class OpenAIProvider(Provider):
     http_client_factory: Callable[[], Any] | None = None
     # Whether self-hosted base URLs may use the direct client (Groq's SDK path is always kept).
     direct_capable: ClassVar[bool] = True
+    _raw_base_url: str | None = None  # base_url memo (see the property)
+    _base_url: str = ""
     Options = OpenAIOptions
     has_batch_api = True
 
@@ -227,7 +229,9 @@ class OpenAIProvider(Provider):
     @property
     def base_url(self) -> str:
         url = self.model.base_url or os.environ.get(self.base_url_env) or self.default_base_url
-        return normalise_base_url(url) if url else url
+        if url != self._raw_base_url:  # normalised once: the cache key reads it on every request
+            self._raw_base_url, self._base_url = url, normalise_base_url(url) if url else url
+        return self._base_url
 
     @property
     def is_hosted_openai(self) -> bool:
@@ -371,7 +375,7 @@ class OpenAIProvider(Provider):
             return HttpxTransport(factory())
         self._transport_key = ("http", self.base_url, key_fingerprint(self.api_key))
         connect = min(CONNECT_TIMEOUT_S, self.model.timeout_s)
-        return shared_transport(self._transport_key, lambda: AiohttpTransport(connect_timeout_s=connect))
+        return shared_transport(self._transport_key, lambda: AiohttpTransport(self.base_url, connect_timeout_s=connect))
 
     async def stop(self) -> None:
         if self.client is not None:
