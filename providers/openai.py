@@ -462,7 +462,9 @@ class OpenAIProvider(Provider):
             code = (detail.get("code") or detail.get("type")) if isinstance(detail, dict) else None
             name = STATUS_ERROR.get(status, "InternalServerError" if status >= 500 else "APIStatusError")
             kind = STATUS_KIND.get(status, "server" if status >= 500 else "bad_request")
-            message = f"{name} ({status}): {_short_text(text) or 'no detail'}"
+            if not (isinstance(data, dict) and isinstance(text, str) and text):
+                text = _short_text(text) if text else "no detail"  # not an error object: cut short
+            message = f"{name} ({status}): {text}"  # the server's own message in full, as the SDK gives it
             return await self._error_attempt(kind, message, latency, status=status, headers=reply.headers, code=code)
         if isinstance(data, str):
             response = ChatResponse(
