@@ -8,6 +8,8 @@ CPU from `wait4`), so both figures include Python start-up and imports, as a use
   (`--mode text` for the bare-label prompt), one model at the server (`openai` with `base_url`;
   `llamacpp` attached by `base_url` for the llama run): the direct client (providers/http.py).
 * `sdk` — the same command with the model's `options: {client: sdk}`: the official openai SDK.
+* `startup` — `harness` with `--limit 2`: the fixed cost (start-up imports, data, scoring, the
+  report files) that every run pays whatever its size.
 * `bare` — this script's own loop (`bare` subcommand): C asyncio workers over one
   aiohttp session, posting the harness's own request bodies (`planned_requests`, so byte-for-byte
   the same JSON values) encoded with orjson and decoding each reply with orjson. No validation, no
@@ -18,10 +20,13 @@ over rounds. Servers:
 
 * `stub`: tests/http_stub.py in its own process (stdlib, one thread per connection) answering
   after L seconds; cells for every concurrency x latency asked.
+* `provider`: no `harness eval`: in this process, interleaved, `provider.send` over the same bodies
+  (scheduler + direct client + reply reader) against the bare loop: the provider's own CPU.
 * `llama`: a real llama-server with SmolLM2-135M (`-np C -t 2`), launched once under the caller's
   flock; the bare-label prompt, `max_tokens` 4, temperature 0 (`--n` reviews, a stratified sample).
 
     HARNESS_DATA_DIR=/work/shared/datasets python bench/throughput.py stub --concurrency 4,64 --latency 0,0.1 --rounds 3
+    HARNESS_DATA_DIR=/work/shared/datasets python bench/throughput.py provider --concurrency 4,64 --latency 0 --rounds 5
     HARNESS_DATA_DIR=/work/shared/datasets flock /tmp/llama-server.lock python bench/throughput.py llama --n 200 --concurrency 4 --rounds 3
 """
 
@@ -43,7 +48,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from profile_eval import start_stub, write_spec  # noqa: E402
 
-CLIENTS = ("harness", "bare", "sdk")
+CLIENTS = ("harness", "bare", "sdk", "startup")
 
 
 def timed_child(command: list[str], env: dict | None = None) -> tuple[float, float, str]:
@@ -94,7 +99,7 @@ def measure_cell(base_url: str, tmp: Path, *, provider: str, model: str, params:
                            "--concurrency", str(concurrency)]
             else:
                 command = harness_command(sdk_spec if client == "sdk" else spec, tmp / f"run-{client}-{r}",
-                                          concurrency, limit)
+                                          concurrency, 2 if client == "startup" else limit)
             wall, cpu, out = timed_child(command)
             if client == "bare":
                 done = json.loads(out.strip().splitlines()[-1])
@@ -102,7 +107,8 @@ def measure_cell(base_url: str, tmp: Path, *, provider: str, model: str, params:
                 loop = done["wall_s"]
             else:
                 metrics = json.loads((tmp / f"run-{client}-{r}" / "metrics.json").read_text())
-                assert metrics["run"]["requests"][next(iter(metrics["run"]["requests"]))]["sent"] == n
+                sent = metrics["run"]["requests"][next(iter(metrics["run"]["requests"]))]["sent"]
+                assert sent == (2 if client == "startup" else n), (client, sent)
                 if provider == "openai":  # the stub answers every request with a valid label
                     assert all(row["validity"] == 1.0 for row in metrics["results"]), "every answer must be valid"
                 loop = metrics["run"]["wall_s"]  # provider start + the request loop
@@ -114,7 +120,6 @@ def measure_cell(base_url: str, tmp: Path, *, provider: str, model: str, params:
 
 
 def table_rows(label: str, latency_ms: float | None, concurrency: int, results: dict) -> list[str]:
-    n = results["n"]
     bare_wall = statistics.median(w for w, _, _ in results["bare"]) if "bare" in results else None
     lines = []
     for client in (c for c in CLIENTS if c in results):
@@ -122,10 +127,11 @@ def table_rows(label: str, latency_ms: float | None, concurrency: int, results: 
         wall = statistics.median(walls)
         cpu = statistics.median(c for _, c, _ in results[client])
         loop = statistics.median(lp for _, _, lp in results[client])
-        ratio = f"{wall / bare_wall:.2f}×" if bare_wall else "–"
+        n = 2 if client == "startup" else results["n"]
+        ratio = f"{wall / bare_wall:.2f}×" if bare_wall and client != "startup" else "–"
         lat = "–" if latency_ms is None else f"{latency_ms:.0f} ms"
         lines.append(
-            f"| {label} | {lat} | {concurrency} | {client} | {wall:.2f} s ({min(walls):.2f}–{max(walls):.2f}) "
+            f"| {label} | {lat} | {concurrency} | {client if client != 'startup' else 'harness, 2 requests'} | {wall:.2f} s ({min(walls):.2f}–{max(walls):.2f}) "
             f"| {ratio} | {loop:.2f} s | {n / wall:.1f} | {n / loop:.1f} | {cpu:.2f} s | {cpu / n * 1000:.2f} ms |"
         )
     return lines
@@ -181,6 +187,64 @@ def bench_llama(args) -> None:
     print("\n".join(lines))
 
 
+def bench_provider(args) -> None:
+    """In one process, interleaved: the provider's request path alone (`provider.send`: the
+    scheduler, the direct client, the reply reader) and the bare loop, over the same bodies: the
+    CPU the provider adds per request, apart from rendering, validation, records and start-up."""
+    from harness.spec import Model, Params
+    from providers.openai import OpenAIProvider
+
+    server, base_url = start_stub(args.latency[0])
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for c in args.concurrency:
+                spec = write_spec(Path(tmp) / f"spec-{c}", base_url, args.mode, c)
+                write_bodies(spec, Path(tmp) / "bodies.jsonl", args.n)
+                bodies = [json.loads(x) for x in (Path(tmp) / "bodies.jsonl").read_text().splitlines()]
+                url = base_url.rstrip("/") + "/chat/completions"
+                cpu: dict[str, list[float]] = {"provider.send": [], "bare": []}
+                for _ in range(args.rounds):
+                    for label in cpu:
+                        model = Model(provider="openai", model="stub-model", base_url=base_url, concurrency=c,
+                                      timeout_s=60, params=Params(temperature=0, max_tokens=32, seed=0))
+                        t0 = time.process_time()
+                        if label == "bare":
+                            ok = asyncio.run(bare_loop(url, bodies, c))
+                        else:
+                            ok = asyncio.run(provider_loop(OpenAIProvider(model), bodies, c))
+                        cpu[label].append(time.process_time() - t0)
+                        assert ok == len(bodies), (label, ok)
+                for label, values in cpu.items():
+                    per = statistics.median(values) / len(bodies) * 1000
+                    rows.append(f"| {args.latency[0] * 1000:.0f} ms | {c} | {label} | {len(bodies)} | "
+                                f"{statistics.median(values):.3f} s | {per:.3f} ms |")
+                    print(rows[-1], flush=True)
+    finally:
+        server.terminate()
+        server.wait()
+    print("| latency | concurrency | path | requests | CPU, median | CPU per request |\n|---:|---:|---|---:|---:|---:|")
+    print("\n".join(rows))
+
+
+async def provider_loop(provider, bodies: list[dict], concurrency: int) -> int:
+    """`concurrency` workers sending through `provider.send` (the runner's pool, minus the runner)."""
+    await provider.start()
+    ok = 0
+    items = iter(bodies)
+    try:
+        async def worker() -> None:
+            nonlocal ok
+            for body in items:
+                response = await provider.send(body)
+                ok += response.error is None and isinstance(response.text, str)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        await provider.stop()
+    return ok
+
+
 async def bare_loop(url: str, bodies: list[dict], concurrency: int) -> int:
     import aiohttp
     import orjson
@@ -215,13 +279,13 @@ def main() -> None:
         print(json.dumps({"ok": ok, "wall_s": round(time.perf_counter() - t0, 3)}))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("server", choices=("stub", "llama"))
+    parser.add_argument("server", choices=("stub", "llama", "provider"))
     parser.add_argument("--n", type=int, default=None, help="--limit: a stratified sample (default: all 1066)")
     parser.add_argument("--latency", default="0,0.1", help="stub: seconds per answer, comma-separated")
     parser.add_argument("--concurrency", default="4,64")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mode", choices=("json_object", "text"), default="json_object", help="stub: the prompt")
-    parser.add_argument("--clients", default="harness,bare,sdk", help=f"some of {','.join(CLIENTS)}")
+    parser.add_argument("--clients", default="harness,bare,sdk,startup", help=f"some of {','.join(CLIENTS)}")
     args = parser.parse_args()
     if not os.environ.get("HARNESS_DATA_DIR"):
         parser.error("set HARNESS_DATA_DIR (the rotten_tomatoes dataset folder's parent)")
@@ -233,7 +297,7 @@ def main() -> None:
         parser.error(f"--clients: unknown {', '.join(sorted(unknown))}")
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; {os.cpu_count()} cores", flush=True)
-    (bench_stub if args.server == "stub" else bench_llama)(args)
+    {"stub": bench_stub, "llama": bench_llama, "provider": bench_provider}[args.server](args)
     load = os.getloadavg()
     print(f"load average at end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 
