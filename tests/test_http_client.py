@@ -28,7 +28,7 @@ from providers.http import AiohttpTransport, HttpxTransport, _SHARED
 from providers.llamacpp import LlamaCppProvider
 from providers.openai import OpenAIProvider
 from http_stub import OpenAIStub
-from wire_replay import WIRE, Wire
+from wire_replay import WIRE, Wire, send_through as replay
 
 LOCAL = "http://127.0.0.1:11434/v1"  # a self-hosted server (never contacted: replayed)
 MESSAGES = [{"role": "system", "content": "Classify."}, {"role": "user", "content": "Review: a good film"}]
@@ -49,21 +49,6 @@ def body_for(provider, *, logprobs: bool = False, mode: str = "json_schema") -> 
     fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA, "strict": True}} \
         if mode == "json_schema" else None
     return provider.build_body(ChatRequest(MESSAGES, params, fmt, ["negative", "positive"]))
-
-
-def replay(provider: OpenAIProvider, wire: Wire, bodies: list[dict]):
-    async def main():
-        type(provider).http_client_factory = staticmethod(wire.client_factory())
-        try:
-            await provider.start()
-            try:
-                return await asyncio.gather(*(provider.send(b) for b in bodies))
-            finally:
-                await provider.stop()
-        finally:
-            type(provider).http_client_factory = None
-
-    return asyncio.run(main())
 
 
 @pytest.fixture(autouse=True)
