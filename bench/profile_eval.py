@@ -113,6 +113,8 @@ def main() -> None:
     parser.add_argument("--profiler", choices=("cprofile", "py-spy"), default="cprofile")
     parser.add_argument("--mode", choices=("json_object", "text"), default="json_object")
     parser.add_argument("--provider", default="openai", help="openai, llamacpp or vllm (all with base_url)")
+    parser.add_argument("--client", choices=("auto", "sdk"), default="auto",
+                        help="the model's options.client: auto (the direct client) or sdk (the openai SDK)")
     parser.add_argument("--latency", type=float, default=0.1, help="stub seconds per answer")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--top", type=int, default=45, help="cprofile: lines per table")
@@ -122,7 +124,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     server, base_url = start_stub(args.latency)
     try:
-        spec = write_spec(args.out / "spec", base_url, args.mode, args.concurrency, args.provider)
+        spec = write_spec(args.out / "spec", base_url, args.mode, args.concurrency, args.provider,
+                          options={"client": args.client})
         if args.profiler == "cprofile":
             profile_cprofile(spec, args.out, args.top)
         else:

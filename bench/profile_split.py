@@ -12,8 +12,7 @@ from collections import defaultdict
 
 GROUPS = [
     ("imports (start-up)", ("<frozen importlib", "marshal.loads", "builtins.compile", "_imp.", "io.open_code",
-                            "posix.stat", "posix.listdir", "__build_class__", "builtins.exec", "typing.py",
-                            "re/_", "inspect.py", "enum.py", "dataclasses.py", "functools.py", "abc.py")),
+                            "posix.stat", "posix.listdir", "__build_class__", "builtins.exec")),
     ("harness/runner.py", ("harness/runner.py",)),
     ("harness/cache.py", ("harness/cache.py",)),
     ("harness/records.py", ("harness/records.py",)),
@@ -49,8 +48,8 @@ def main() -> None:
     stats = pstats.Stats(sys.argv[1])
     totals: dict[str, float] = defaultdict(float)
     for key, (_, _, tottime, _, callers) in stats.stats.items():
-        if key[0] == "~" and callers and group_of(key) == "other":
-            # a builtin (isinstance, dict.get, ...): its time goes to whoever called it
+        if callers and group_of(key) == "other":
+            # a builtin or stdlib helper (isinstance, typing, re, ...): its time goes to its callers
             weights = {c: v[2] for c, v in callers.items()}
             scale = sum(weights.values()) or 1.0
             for caller, weight in weights.items():
