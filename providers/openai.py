@@ -40,6 +40,7 @@ the names it serves. With `options: {batch: true}` the model runs through the Ba
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import time
@@ -531,7 +532,9 @@ class OpenAIProvider(Provider):
         if self._served_models is None:
             try:
                 if self.direct is not None:
-                    reply = await self.direct.get("/models")
+                    # outside the scheduler, so bounded here: a hint must not hang the request
+                    async with asyncio.timeout(min(CONNECT_TIMEOUT_S, self.model.timeout_s)):
+                        reply = await self.direct.get("/models")
                     self._served_models = [m["id"] for m in decode(reply.content)["data"]]
                 else:
                     page = await self.client.models.list()
