@@ -8,6 +8,8 @@ CPU from `wait4`), so both figures include Python start-up and imports, as a use
   (`--mode text` for the bare-label prompt), one model at the server (`openai` with `base_url`;
   `llamacpp` attached by `base_url` for the llama run): the direct client (providers/http.py).
 * `sdk` — the same command with the model's `options: {client: sdk}`: the official openai SDK.
+* `fresh-cache` — `harness` with `--cache rw` into an empty `--cache-dir` (every answer is stored:
+  the cold run of a user with the default cache). Not in the default `--clients`.
 * `startup` — `harness` with `--limit 2`: the fixed cost (start-up imports, data, scoring, the
   report files) that every run pays whatever its size.
 * `bare` — this script's own loop (`bare` subcommand): C asyncio workers over one
@@ -48,7 +50,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from profile_eval import start_stub, write_spec  # noqa: E402
 
-CLIENTS = ("harness", "bare", "sdk", "startup")
+CLIENTS = ("harness", "bare", "sdk", "startup", "fresh-cache")
 
 
 def timed_child(command: list[str], env: dict | None = None) -> tuple[float, float, str]:
@@ -66,8 +68,9 @@ def timed_child(command: list[str], env: dict | None = None) -> tuple[float, flo
     return wall, usage.ru_utime + usage.ru_stime, out.decode()
 
 
-def harness_command(spec: Path, out: Path, concurrency: int, limit: int | None) -> list[str]:
-    command = [sys.executable, "-m", "harness.cli", "eval", str(spec), "--no-baselines", "--cache", "off",
+def harness_command(spec: Path, out: Path, concurrency: int, limit: int | None, cache_dir: Path | None = None) -> list[str]:
+    cache = ["--cache", "rw", "--cache-dir", str(cache_dir)] if cache_dir else ["--cache", "off"]
+    command = [sys.executable, "-m", "harness.cli", "eval", str(spec), "--no-baselines", *cache,
                "--quiet", "--out", str(out), "--concurrency", str(concurrency)]
     return command + (["--limit", str(limit)] if limit else [])
 
@@ -99,7 +102,8 @@ def measure_cell(base_url: str, tmp: Path, *, provider: str, model: str, params:
                            "--concurrency", str(concurrency)]
             else:
                 command = harness_command(sdk_spec if client == "sdk" else spec, tmp / f"run-{client}-{r}",
-                                          concurrency, 2 if client == "startup" else limit)
+                                          concurrency, 2 if client == "startup" else limit,
+                                          tmp / f"cache-{r}" if client == "fresh-cache" else None)
             wall, cpu, out = timed_child(command)
             if client == "bare":
                 done = json.loads(out.strip().splitlines()[-1])
@@ -131,12 +135,13 @@ def table_rows(label: str, latency_ms: float | None, concurrency: int, results: 
         ratio = f"{wall / bare_wall:.2f}×" if bare_wall and client != "startup" else "–"
         lat = "–" if latency_ms is None else f"{latency_ms:.0f} ms"
         lines.append(
-            f"| {label} | {lat} | {concurrency} | {client if client != 'startup' else 'harness, 2 requests'} | {wall:.2f} s ({min(walls):.2f}–{max(walls):.2f}) "
+            f"| {label} | {lat} | {concurrency} | {LABELS.get(client, client)} | {wall:.2f} s ({min(walls):.2f}–{max(walls):.2f}) "
             f"| {ratio} | {loop:.2f} s | {n / wall:.1f} | {n / loop:.1f} | {cpu:.2f} s | {cpu / n * 1000:.2f} ms |"
         )
     return lines
 
 
+LABELS = {"startup": "harness, 2 requests", "fresh-cache": "harness, fresh cache"}
 HEADER = ("| server | latency | concurrency | client | wall, median (min–max) | wall / bare | requests phase "
           "| req/s (wall) | req/s (requests phase) | CPU | CPU per request |\n"
           "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
