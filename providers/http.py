@@ -40,6 +40,9 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
+from providers.wire import connect_failure
+from providers.wire import short as _short_text
+
 KEEPALIVE_S = 4.0  # below llama-server's (cpp-httplib's) 5 s keep-alive
 
 
@@ -59,11 +62,6 @@ class TransportError(Exception):
         super().__init__(f"{kind}: {reason}")
         self.kind = kind
         self.reason = reason
-
-
-def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class Transport(ABC):
@@ -107,17 +105,17 @@ class AiohttpTransport(Transport):
         except aiohttp.ClientConnectorDNSError:
             raise TransportError("unreachable", "the host name does not resolve") from None
         except aiohttp.ClientSSLError as exc:
-            raise TransportError("unreachable", f"TLS handshake failed ({_short(exc, 80)})") from None
+            raise TransportError("unreachable", f"TLS handshake failed ({_short_text(str(exc), 80)})") from None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, ConnectionRefusedError) or exc.os_error.errno == errno.ECONNREFUSED:
                 raise TransportError("unreachable", "connection refused") from None
-            raise TransportError("unreachable", _short(exc.os_error.strerror or exc, 80)) from None
+            raise TransportError("unreachable", _short_text(exc.os_error.strerror or str(exc), 80)) from None
         except aiohttp.ConnectionTimeoutError:
             raise TransportError("unreachable", "connect timed out") from None
         except aiohttp.ServerTimeoutError as exc:
             raise TransportError("timeout", f"no reply in time ({type(exc).__name__})") from None
         except aiohttp.ClientPayloadError as exc:
-            raise TransportError("connection", f"the body is incomplete: {_short(exc)}") from None
+            raise TransportError("connection", f"the body is incomplete: {_short_text(str(exc), 160)}") from None
         except aiohttp.ServerDisconnectedError:
             raise TransportError(
                 "connection", "the server closed or reset the connection without a reply (ServerDisconnectedError)"
@@ -126,10 +124,10 @@ class AiohttpTransport(Transport):
             if isinstance(exc, ConnectionResetError) or getattr(exc, "errno", None) == errno.ECONNRESET:
                 reason = "connection reset by peer"
             else:
-                reason = f"{type(exc).__name__}: {_short(exc) or 'no detail'}"
+                reason = f"{type(exc).__name__}: {_short_text(str(exc), 160) or 'no detail'}"
             raise TransportError("connection", reason) from None
         except aiohttp.ClientError as exc:  # anything else aiohttp raises: no usable reply
-            raise TransportError("connection", f"{type(exc).__name__}: {_short(exc) or 'no detail'}") from None
+            raise TransportError("connection", f"{type(exc).__name__}: {_short_text(str(exc), 160) or 'no detail'}") from None
 
     async def close(self) -> None:
         session, self._session = self._session, None
@@ -159,19 +157,17 @@ class HttpxTransport(Transport):
         self.http = sys.modules[type(client).__module__.split(".")[0]]
 
     async def request(self, method: str, url: str, headers: Mapping[str, str], content: bytes | None = None) -> Reply:
-        from providers.wire import connect_failure
-
         http = self.http
         try:
             resp = await self.client.request(method, url, headers=dict(headers), content=content)
         except http.ConnectTimeout:
             raise TransportError("unreachable", "connect timed out") from None
         except http.ConnectError as exc:
-            raise TransportError("unreachable", connect_failure(exc) or _short(exc, 80)) from None
+            raise TransportError("unreachable", connect_failure(exc) or _short_text(str(exc), 80)) from None
         except http.TimeoutException as exc:
             raise TransportError("timeout", f"no reply in time ({type(exc).__name__})") from None
         except http.TransportError as exc:
-            raise TransportError("connection", f"{type(exc).__name__}: {_short(exc) or 'no detail'}") from None
+            raise TransportError("connection", f"{type(exc).__name__}: {_short_text(str(exc), 160) or 'no detail'}") from None
         return Reply(resp.status_code, resp.headers, resp.content)
 
     async def close(self) -> None:
