@@ -4,7 +4,8 @@ reply within the timeout, a 5xx — is retried and, when retries run out, record
 with the reason for that example. A server that cannot be reached at all stops the model at once.
 
 The faults come from a real loopback HTTP server (tests/http_stub.py) driven by a per-request script
-(first attempt bad, then good; twice bad; always bad), through the harness's direct client and through the real AsyncOpenAI client."""
+(first attempt bad, then good; twice bad; always bad), through the harness's direct client
+(providers/http.py) and through the real AsyncOpenAI client."""
 
 from __future__ import annotations
 
