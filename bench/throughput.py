@@ -17,8 +17,8 @@ CPU from `wait4`), so both figures include Python start-up and imports, as a use
   the same JSON values) encoded with orjson and decoding each reply with orjson. No validation, no
   records, no report: the floor a Python client can reach.
 
-Rounds: each round runs every client once, in turn, against one server; the table gives medians
-over rounds. Servers:
+Rounds: each round runs every client once, in turn (the order reversed every other round),
+against one server; the table gives medians over rounds. Servers:
 
 * `stub`: tests/http_stub.py in its own process (stdlib, one thread per connection) answering
   after L seconds; cells for every concurrency x latency asked.
@@ -96,7 +96,8 @@ def measure_cell(base_url: str, tmp: Path, *, provider: str, model: str, params:
     url = base_url.rstrip("/") + "/chat/completions"
     results: dict[str, list] = {c: [] for c in clients}
     for r in range(rounds):
-        for client in clients:
+        # the order alternates: on a machine whose load drifts, always going first is a bias
+        for client in (clients if r % 2 == 0 else clients[::-1]):
             if client == "bare":
                 command = [sys.executable, __file__, "bare", "--url", url, "--bodies", str(bodies),
                            "--concurrency", str(concurrency)]
