@@ -18,6 +18,7 @@ import html
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -207,12 +208,22 @@ def load_view(run_dir: Path) -> RunView:
                 if row is None:
                     continue
                 eid = str(p.get("example_id"))
+                # absent reads as None (p.get); the record's required fields stay
+                p = {k: v for k, v in p.items() if v is not None or k in _REQUIRED}
                 row.preds[eid] = p
                 golds.setdefault(eid, p.get("gold"))
-                if p.get("text") is not None:
-                    texts.setdefault(eid, p["text"])
-                if p.get("slices"):
-                    slices.setdefault(eid, p["slices"])
+                # the example's text and slices are kept once per example, not once per row (a
+                # 100k-example run would hold every text once per model x prompt)
+                text, example_slices = p.pop("text", None), p.pop("slices", None)
+                for unused in _UNSHOWN:  # nor what the page never shows
+                    p.pop(unused, None)
+                for name in _REPEATED:  # one string object per distinct value, not per record
+                    if isinstance(p.get(name), str):
+                        p[name] = sys.intern(p[name])
+                if text is not None:
+                    texts.setdefault(eid, text)
+                if example_slices:
+                    slices.setdefault(eid, example_slices)
     else:
         notes.append("predictions.jsonl is missing: only the recorded figures are shown")
     if golds and not texts:
@@ -227,6 +238,10 @@ def load_view(run_dir: Path) -> RunView:
 
 
 _FIELDS: frozenset[str] | None = None
+_REQUIRED = frozenset({"example_id", "model", "prompt", "gold", "prediction", "outcome"})
+_REPEATED = ("model", "prompt", "gold", "prediction", "outcome", "parsed_from", "finish_reason")
+# Prediction fields the page never reads: dropped on load, so a large run's view stays small.
+_UNSHOWN = ("label_probs_uncalibrated", "server_timing", "cached_tokens", "latency_s", "cached", "label_mass")
 
 
 def _prediction(p: dict) -> Prediction:
