@@ -2,7 +2,8 @@
 # Record the committed replay fixture from the real local model (SmolLM2 via llama-server):
 #
 #   bench/record_fixture.sh                       # the whole spec -> specs/fixtures/rotten_tomatoes.jsonl
-#   LIMIT=40 OUT=/tmp/rt40.jsonl bench/record_fixture.sh   # a small one (replays only with --limit 40)
+#   LIMIT=40 OUT=/tmp/rt40.jsonl bench/record_fixture.sh   # a small one (replays with --limit 40 or less:
+#                                                          # samples are nested prefixes of one order)
 #
 # Every response comes from this recording: the run uses a fresh, empty cache folder (CACHE_DIR=DIR
 # reuses a folder instead, e.g. to finish an interrupted recording without paying twice). The

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.data import Split, draw_shots, load_eval_split, load_split
+from harness.data import Split, draw_shots, load_eval_split, load_split, stratified_order
 from harness.errors import HarnessError
 from harness.records import Example
 from harness.spec import parse_spec
@@ -470,3 +470,97 @@ def test_draw_shots_fast_on_real_pool(data_dir):
     assert time.perf_counter() - start < 2.0
     assert all(len(d) == 8 and Counter(s.gold for s in d) == {"positive": 4, "negative": 4} for d in draws)
     assert len({tuple(s.id for s in d) for d in draws}) > 1000  # different per example
+
+
+# ---------------------------------------------------------------------------------------------
+# Nested samples: every limit is a prefix of one seeded, stratified order
+
+
+def _toy(labels: str) -> list[Example]:
+    """One example per character of `labels` ("AABC" -> golds A, A, B, C), in row order."""
+    return [Example(id=f"t:{i}", index=i, text=f"x{i}", gold=g, fields={}) for i, g in enumerate(labels)]
+
+
+def test_order_two_labels_follows_largest_remainder_at_every_length():
+    # 3 negatives and 2 positives. Exact shares at n = 1..5: (0.6, 0.4) (1.2, 0.8) (1.8, 1.2)
+    # (2.4, 1.6) (3, 2); largest remainder gives (1,0) (1,1) (2,1) (2,2) (3,2): N P N P N.
+    examples = _toy("PNNPN")
+    order = stratified_order(examples, 0, ["N", "P"])
+    assert [e.gold for e in order] == list("NPNPN")
+    assert sorted(e.index for e in order) == [0, 1, 2, 3, 4]
+    assert len(stratified_order(examples, 0, ["N", "P"], limit=3)) == 3
+
+
+def test_order_equal_shares_tie_goes_to_the_label_named_first():
+    # 2 and 2: at n = 1 both shares are 0.5 and both groups the same size: the first-named wins.
+    assert [e.gold for e in stratified_order(_toy("NNPP"), 0, ["P", "N"])] == list("PNPN")
+    assert [e.gold for e in stratified_order(_toy("NNPP"), 0, ["N", "P"])] == list("NPNP")
+
+
+def test_order_alabama_paradox_three_labels():
+    # A, B, C with 6, 6, 2 of 14 (the textbook Alabama paradox). Hamilton's quotas at n = 10 are
+    # (4, 4, 2) and at n = 11 (5, 5, 1): C loses a seat, which no prefix can do. Hand-computed:
+    # n=1 A (shares .43 .43 .14; A before B: same size, named first), n=2 B, n=3 C (remainder 6/14),
+    # n=4 Hamilton says (2, 2, 0) while the prefix holds (1, 1, 1): A and B both fall due at n=5
+    # (ceil(2 * 14 / 6)), C is at its upper quota ceil(4 * 2 / 14) = 1, so A; n=5 (2, 2, 1) = Hamilton
+    # again with B; n=6 A, n=7 B, n=8 A, n=9 B, n=10 C, n=11 the paradox again: A; n=12 B, n=13 A,
+    # n=14 B.
+    examples = _toy("ABCABCABABABAB")  # sizes 6, 6, 2
+    order = stratified_order(examples, 0, ["A", "B", "C"])
+    assert "".join(e.gold for e in order) == "ABCABABABCABAB"
+    counts = Counter()
+    for n, e in enumerate(order, 1):
+        counts[e.gold] += 1
+        for label, size in {"A": 6, "B": 6, "C": 2}.items():  # within quota at every length
+            assert n * size // 14 <= counts[label] <= -(-n * size // 14), (n, counts)
+
+
+def test_order_within_a_label_is_one_seeded_shuffle():
+    examples = _toy("N" * 20 + "P" * 20)
+    a = [e.id for e in stratified_order(examples, 0, ["N", "P"])]
+    assert a == [e.id for e in stratified_order(examples, 0, ["N", "P"])]
+    assert a != [e.id for e in stratified_order(examples, 1, ["N", "P"])]
+    negatives = [i for i in a if int(i[2:]) < 20]
+    assert negatives != sorted(negatives, key=lambda i: int(i[2:]))  # shuffled, not row order
+
+
+@needs_data
+def test_limits_are_nested_and_stratified_at_every_prefix(data_dir):
+    spec = make_spec("{source: rotten_tomatoes}")
+    full = load_split(spec, "test")
+    order = stratified_order(full.examples, 0, spec.label_names)
+    assert len(order) == 1066 and len({e.id for e in order}) == 1066
+    counts = Counter()
+    for n, e in enumerate(order, 1):  # 533 / 533: the negatives lead on odd lengths (named first)
+        counts[e.gold] += 1
+        assert counts["negative"] == (n + 1) // 2 and counts["positive"] == n // 2, n
+    previous: set[str] = set()
+    for limit in (1, 7, 50, 99, 100, 300, 1065):
+        ids = {e.id for e in load_split(spec, "test", limit=limit, seed=0).examples}
+        assert len(ids) == limit and previous <= ids, limit
+        assert ids == {e.id for e in order[:limit]}
+        previous = ids
+    emotion = make_spec("{source: dair-ai/emotion}", labels=names_yaml(EMOTIONS))
+    small = {e.id for e in load_split(emotion, "test", limit=50, seed=0).examples}
+    assert small <= {e.id for e in load_split(emotion, "test", limit=200, seed=0).examples}
+
+
+@needs_data
+def test_sample_is_the_same_in_another_process(data_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from harness.data import load_split\n"
+        "from harness.spec import parse_spec\n"
+        "spec = parse_spec('name: t\\ndataset: {source: rotten_tomatoes}\\n"
+        "labels: [{name: negative}, {name: positive}]\\nprompts: [{name: p, template: t.j2}]\\n')\n"
+        "print(' '.join(e.id for e in load_split(spec, 'test', limit=40, seed=5).examples))\n"
+    )
+    here = [e.id for e in load_split(make_spec("{source: rotten_tomatoes}"), "test", limit=40, seed=5).examples]
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "HARNESS_DATA_DIR": str(DATA_DIR)}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == here
