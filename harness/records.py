@@ -64,6 +64,9 @@ class Prediction:
     label_probs: dict[str, float] | None = None
     label_mass: float | None = None
     label_probs_uncalibrated: dict[str, float] | None = None
+    # a model's `repeats:` (harness.metrics.repeats): which repeat of the request this answers,
+    # 0..N-1; None when the model asks each request once
+    repeat: int | None = None
 
     def to_json(self) -> str:
         # Field by field: dataclasses.asdict deep-copies every value, which was a fifth of a cached
