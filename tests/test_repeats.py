@@ -241,6 +241,14 @@ def test_repeats_are_cached_apart_and_replay_into_spread_and_vote_rows(tmp_path)
     assert "## Repeats" in report and "| openai:gpt-4o-mini | label | 3 | 100.0% ± 0.0 pts [100.0%–100.0%] |" in report
     html = (tmp_path / "run" / "report.html").read_text()
     assert 'id="repeats"' in html and "label@vote" in html
+    # compare pairs repeat 0 and the vote rows (one answer per example) and notes the spread
+    from harness.compare import compare_runs
+    from harness.runs import load_run
+
+    run = load_run(tmp_path / "run")
+    comparison = compare_runs(run, run)
+    assert {(p.prompt, p.n_paired) for p in comparison.pairs} == {("label", 4), ("label@vote", 4), ("score", 4), ("score@vote", 4)}
+    assert any("label: the figures are repeat 0's; A: 3 repeats, accuracy 50.0%" in n for n in comparison.notes)
 
 
 def test_repeat_index_is_in_the_key_and_repeat_0_is_the_unrepeated_request():
@@ -293,3 +301,30 @@ def test_calibration_on_generated_prompts_needs_a_score_and_the_threshold_method
 
 def test_repeats_must_be_at_least_one():
     assert "models[0].repeats" in spec_error(SPEC.replace("REPEATS", "0"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The recorded run: SmolLM2 at temperature 0.8, three repeats, a label and a score prompt
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SCORE_SPEC = ROOT / "specs" / "rotten_tomatoes_score.yaml"
+RECORDED = ROOT / "specs" / "fixtures" / "rotten_tomatoes_score.metrics.json"
+
+
+def figures(rows: list[dict]) -> list[dict]:
+    """A run's rows without what depends on where the answers came from (cache hits, wall time)."""
+    return [{k: v for k, v in m.items() if k not in ("cached", "wall_s")} for m in rows]
+
+
+def test_the_recorded_repeats_run_replays_to_identical_figures(tmp_path):
+    from html_runs import DATA_DIR, harness
+
+    if not (DATA_DIR / "rotten_tomatoes").is_dir():
+        pytest.skip(f"shared datasets not found at {DATA_DIR}")
+    harness("eval", str(SCORE_SPEC), "--cache", "replay", "--quiet", "--out", str(tmp_path / "run"))
+    replayed = json.loads((tmp_path / "run" / "metrics.json").read_text(encoding="utf-8"))["results"]
+    recorded = json.loads(RECORDED.read_text(encoding="utf-8"))
+    assert [m["prompt"] for m in replayed] == ["bare_label", "bare_label@vote", "score", "score@vote"]
+    assert figures(replayed) == recorded["results"]
+    assert all(m["cached"] == m["n"] for m in replayed if m["prompt"] in ("bare_label", "score"))
