@@ -16,9 +16,9 @@ OUTCOMES: tuple[str, ...] = (
     "valid", "invalid_json", "schema_error", "refusal", "truncated", "api_error",
 )
 # How a valid answer was read: whole JSON, a fenced block, the first decodable object in the text,
-# an exact bare label, a label found after normalising case/punctuation/surrounding words, or a
-# baseline's own output.
-ParsedFrom = Literal["whole", "fence", "scan", "label", "normalized", "baseline"]
+# an exact bare label, a label found after normalising case/punctuation/surrounding words, a
+# baseline's own output, or the majority vote over a model's repeats (harness.metrics.repeats).
+ParsedFrom = Literal["whole", "fence", "scan", "label", "normalized", "baseline", "vote"]
 
 Gold = Union[str, tuple[str, ...]]
 
