@@ -684,7 +684,7 @@ def section_repeats(view: RunView) -> str:
 <p class="note">Every request asked several times (sampling at temperature &gt; 0): each figure as mean ± sample
 standard deviation [min–max] over the repeats. The row <code>PROMPT</code> is repeat 0; <code>PROMPT@vote</code> is the
 majority vote (a tie goes to the earliest repeat's answer). Agreement is over the examples answered in every repeat.</p>
-<table class="repeats"><thead><tr><th>row</th><th>repeats</th>{head}<th>all agree</th><th>pairwise agreement</th>
+<table class="data repeats"><thead><tr><th>row</th><th>repeats</th>{head}<th>all agree</th><th>pairwise agreement</th>
 <th>vote accuracy</th></tr></thead><tbody>{"".join(body)}</tbody></table></section>"""
 
 
