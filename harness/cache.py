@@ -23,10 +23,13 @@ also what makes a replay's metrics identical to the recorded run's.
 
 Storage: a diskcache `Cache` (SQLite in WAL mode; safe across threads and processes) with
 `eviction_policy="none"` — the default 1 GiB size limit would silently evict entries — and
-`JSONDisk` (JSON + zlib, no pickle). Every read and write runs in `asyncio.to_thread`, so the event
-loop never waits on SQLite. Each write is its own committed transaction: a run killed with SIGKILL
-keeps every response stored before the kill, and the runner stores a response before it writes the
-prediction, so every prediction on disk has its response in the cache.
+`JSONDisk` (JSON + zlib, no pickle). Every read and write runs on the cache's own I/O thread, so
+the event loop never waits on SQLite; one thread means one SQLite connection (diskcache keeps one
+per thread, each with its own page cache and memory map), so memory stays flat however long the
+run. Writes are group-committed: the responses stored while one transaction
+runs go into the next, and `store` returns only once its transaction is committed. A run killed
+with SIGKILL keeps every response whose `store` returned, and the runner stores a response before
+it writes the prediction, so every prediction on disk has its response in the cache.
 
 Modes (`harness eval --cache MODE`):
   rw      read hits, store new responses (default)
@@ -115,13 +118,24 @@ def open_disk_cache(directory: Path):
 
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        return Cache(str(directory), eviction_policy="none", disk=JSONDisk)
+        # A bounded SQLite page cache and memory map per connection (each reading thread has
+        # one): the defaults (32 MiB cache + 64 MiB mmap) made a 100k-example replay hold
+        # hundreds of MiB of pages it reads once.
+        return Cache(str(directory), eviction_policy="none", disk=JSONDisk,
+                     sqlite_cache_size=2**10, sqlite_mmap_size=2**23)
     except OSError as exc:
         raise HarnessError(f"cannot open the response cache in {directory}: {exc}; set --cache-dir or {CACHE_DIR_ENV}") from None
 
 
 def _read_disk_entries(disk: Any, keys: list[str]) -> list[dict | None]:
     return [disk.get(key) for key in keys]
+
+
+def _write_disk_entries(disk: Any, entries: list[tuple[str, dict]]) -> None:
+    """Store entries in one committed transaction (all or none survive a kill)."""
+    with disk.transact():
+        for key, entry in entries:
+            disk.set(key, entry)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,6 +259,20 @@ class ResponseCache:
         # one thread hop, which costs more than the SQLite read itself.
         self._pending_reads: list[tuple[str, asyncio.Future]] = []
         self._read_tasks: set[asyncio.Task] = set()
+        # Writes are batched too (`store`): one transaction per batch, committed before any of
+        # its `store` calls returns, so the runner still writes a prediction only after its
+        # response is on disk.
+        self._pending_writes: list[tuple[str, dict, asyncio.Future]] = []
+        self._write_task: asyncio.Future | None = None
+        self._executor: Any = None  # the I/O thread (see _in_thread)
+
+    def _in_thread(self, fn, *args):
+        """Run `fn(*args)` on the cache's single I/O thread (started on first use)."""
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-cache")
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     @property
     def replay(self) -> bool:
@@ -266,16 +294,18 @@ class ResponseCache:
                 if self._entries is None:
                     self._entries = await asyncio.to_thread(load_fixture, self.fixture)
             elif self._disk is None:
-                self._disk = await asyncio.to_thread(open_disk_cache, self.directory)
+                self._disk = await self._in_thread(open_disk_cache, self.directory)
 
-    async def lookup(self, material: dict, *, record: bool = True) -> ChatResponse | None:
+    async def lookup(self, material: dict, *, record: bool = True, key: str | None = None) -> ChatResponse | None:
         """The stored response for `material`, or None. `record=False` probes without counting a
-        hit, miss or mismatch (the batch pre-pass asks first, the run then asks again)."""
+        hit, miss or mismatch (the batch pre-pass asks first, the run then asks again). `key`, when
+        the caller has it already, must be `cache_key(material)` (it saves hashing the body again)."""
         if not self.reads:
             return None
         if self._entries is None and self._disk is None:
             await self._open()
-        key = cache_key(material)
+        if key is None:
+            key = cache_key(material)
         if self._entries is not None:
             entry = self._entries.get(key)  # in memory: no I/O
         else:
@@ -321,7 +351,7 @@ class ResponseCache:
 
     async def _read_batch(self, batch: list[tuple[str, asyncio.Future]]) -> None:
         try:
-            entries = await asyncio.to_thread(_read_disk_entries, self._disk, [key for key, _ in batch])
+            entries = await self._in_thread(_read_disk_entries, self._disk, [key for key, _ in batch])
         except BaseException as exc:  # hand the failure to every waiting lookup
             for _, future in batch:
                 if not future.done():
@@ -333,7 +363,7 @@ class ResponseCache:
             if not future.done():  # a cancelled lookup no longer wants its answer
                 future.set_result(entry)
 
-    async def store(self, material: dict, response: ChatResponse) -> None:
+    async def store(self, material: dict, response: ChatResponse, *, key: str | None = None) -> None:
         if not self.writes:
             return
         reason = unstorable(response)
@@ -342,9 +372,34 @@ class ResponseCache:
             return
         if self._disk is None:
             await self._open()
-        key = cache_key(material)
-        await asyncio.to_thread(self._disk.set, key, make_entry(material, response))
+        loop = asyncio.get_running_loop()
+        committed = loop.create_future()
+        self._pending_writes.append((key or cache_key(material), make_entry(material, response), committed))
+        if self._write_task is None:
+            self._write_task = asyncio.ensure_future(self._write_batches())
+        await committed  # returns once the transaction holding this entry is committed
         self.stored += 1
+
+    async def _write_batches(self) -> None:
+        """Group commit: whatever was stored while the previous transaction ran goes into the
+        next one, so N answers arriving together cost one SQLite commit, not N."""
+        try:
+            while self._pending_writes:
+                batch, self._pending_writes = self._pending_writes, []
+                try:
+                    await self._in_thread(_write_disk_entries, self._disk, [(k, e) for k, e, _ in batch])
+                except BaseException as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc if isinstance(exc, Exception) else HarnessError(f"cache write interrupted: {exc!r}"))
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for _, _, future in batch:
+                    if not future.done():  # a cancelled store no longer waits (its entry is written)
+                        future.set_result(None)
+        finally:
+            self._write_task = None
 
     def describe(self) -> dict:
         """A summary for metrics.json (paths, counters; never the stored texts)."""
@@ -360,8 +415,14 @@ class ResponseCache:
 
     def close(self) -> None:
         if self._disk is not None:
-            self._disk.close()
+            if self._executor is not None:  # the connection belongs to the I/O thread
+                self._executor.submit(self._disk.close).result()
+            else:
+                self._disk.close()
             self._disk = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
 
 def make_cache(mode: str, directory: Path | None = None, fixture: Path | None = None) -> ResponseCache | None:
@@ -511,7 +572,7 @@ async def find_misses(cache: "ResponseCache", planned: list[dict]) -> list[dict]
     """The planned requests (from `planned_requests`) the cache cannot answer, probed without
     counting hits or misses; a replay checks this before any model or baseline work."""
     # Gathered: lookups made in one event-loop turn share one disk read (see _disk_get).
-    hits = await asyncio.gather(*(cache.lookup(r["material"], record=False) for r in planned))
+    hits = await asyncio.gather(*(cache.lookup(r["material"], record=False, key=r["key"]) for r in planned))
     return [
         {"model": r["model"], "prompt": r["prompt"], "example_id": r["example_id"]}
         for r, hit in zip(planned, hits) if hit is None or hit.error_kind == MISS_KIND

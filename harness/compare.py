@@ -49,16 +49,21 @@ def paired_bootstrap(a: Encoding, b: Encoding, *, resamples: int = 2000, seed: i
     bootstrap over examples. Row i of `a` and of `b` is the same example."""
     if a.n == 0:
         return {"accuracy_delta": None, "accuracy_ci": None, "macro_f1_delta": None, "macro_f1_ci": None}
-    w = kernel.resample_weights(a.n, resamples, seed)
+    import numpy as np
+
+    accuracy, macro_f1 = [], []
+    for w in kernel.resample_weight_blocks(a.n, resamples, seed):  # flat memory for large n
+        accuracy.append(kernel.accuracy(b, w) - kernel.accuracy(a, w))
+        macro_f1.append(kernel.macro_f1(b, w) - kernel.macro_f1(a, w))
     point = kernel.ones(a)
     f1_a, f1_b = kernel.macro_f1(a, point), kernel.macro_f1(b, point)
     return {
         "accuracy_delta": kernel.rounded(kernel.accuracy(b, point) - kernel.accuracy(a, point)),
-        "accuracy_ci": kernel.percentile_interval(kernel.accuracy(b, w) - kernel.accuracy(a, w)),
+        "accuracy_ci": kernel.percentile_interval(np.concatenate(accuracy)),
         "macro_f1_a": kernel.rounded(f1_a),
         "macro_f1_b": kernel.rounded(f1_b),
         "macro_f1_delta": kernel.rounded(f1_b - f1_a),
-        "macro_f1_ci": kernel.percentile_interval(kernel.macro_f1(b, w) - kernel.macro_f1(a, w)),
+        "macro_f1_ci": kernel.percentile_interval(np.concatenate(macro_f1)),
         "resamples": resamples,
         "seed": seed,
     }

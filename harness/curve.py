@@ -1,15 +1,20 @@
 """The learning curve: how many labelled examples a cheap encoder needs to match a prompt.
 
 `harness curve SPEC --sizes 50,100,...` trains each trainable baseline of the spec (tfidf_logreg,
-embedding_logreg, embedding_centroid) on seeded, label-stratified subsets of the train split —
-`--repeats` subsets per size, repeat r drawn with seed r — scores each on the evaluated examples,
-and compares with the LLMs of a finished run (`--run`, default runs/SPEC/latest or the newest
-run): for each LLM × prompt, the smallest train size at which a baseline's mean score reaches
-the LLM's is "what the prompt is worth in labels".
+embedding_logreg, embedding_centroid, setfit) on seeded, label-stratified subsets of the train
+split — `--repeats` subsets per size, repeat r drawn with seed r — scores each on the evaluated
+examples, and compares with the LLMs of a finished run (`--run`, default runs/SPEC/latest or the
+newest run): for each LLM × prompt, the smallest train size at which a baseline's mean score
+reaches the LLM's is "what the prompt is worth in labels".
 
 The evaluated examples are those of the run (same split, limit and seed; their hash is checked),
 so the numbers compare like with like. Thresholds of multi-label baselines are tuned on the
-validation split, as in `harness eval`. A baseline's `train_limit` does not apply here.
+validation split, as in `harness eval`. A baseline's `train_limit` (setfit: `per_class`) does
+not apply here.
+
+`--per-class 8,16,32,64` sizes the subsets per label instead (single-label tasks): k examples of
+every label, the few-shot setting SetFit is meant for; a k above a label's train count is left out
+with a note naming the label.
 
 Output folder (runs/SPEC/curve-TIMESTAMP/): curve.json (every point, the summary, the LLM
 references and the answer), curve.md (the tables) and curve.png (the plot).
@@ -34,17 +39,18 @@ if TYPE_CHECKING:
 DEFAULT_SIZES = (50, 100, 200, 500, 1000, 2000, 5000)
 
 
-def parse_sizes(text: str) -> list[int]:
+def parse_sizes(text: str, flag: str = "--sizes") -> list[int]:
+    example = "8,16,32,64" if flag == "--per-class" else "50,100,200"
     sizes = []
     for part in text.split(","):
         part = part.strip()
         if not part:
             continue
         if not part.isdigit() or int(part) < 2:
-            raise HarnessError(f"--sizes {text!r}: {part!r} is not a whole number >= 2; e.g. --sizes 50,100,200")
+            raise HarnessError(f"{flag} {text!r}: {part!r} is not a whole number >= 2; e.g. {flag} {example}")
         sizes.append(int(part))
     if not sizes:
-        raise HarnessError("--sizes: give at least one train size, e.g. --sizes 50,100,200")
+        raise HarnessError(f"{flag}: give at least one train size, e.g. {flag} {example}")
     return sorted(set(sizes))
 
 
@@ -68,6 +74,11 @@ class CurveResult:
     run_dir: Path | None
     notes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    per_class: bool = False  # sizes are examples per label (--per-class), not train rows
+
+    @property
+    def unit(self) -> str:
+        return " per class" if self.per_class else ""
 
 
 def _reference_run(spec: "Spec", run: str | None, allow_incomplete: bool = False) -> Path | None:
@@ -138,16 +149,20 @@ def run_curve(
     log: Callable[[str], None] = lambda message: None,
     allow_incomplete: bool = False,
     progress: Any = None,
+    per_class: bool = False,
 ) -> CurveResult:
     from harness.baselines import TRAINABLE, select_baselines
     from harness.baselines.base import BaselineModel
     from harness.baselines.embeddings import EmbedderPool, EmbeddingCache
     from harness.baselines.run import BaselineData, build, fit_baseline, predict_records
-    from harness.data import stratified_sample
+    from harness.data import per_class_sample, stratified_sample
     from harness.score import score_group
 
     if repeats < 1:
         raise HarnessError(f"--repeats {repeats}: need at least 1")
+    if per_class and spec.task != "single_label":
+        raise HarnessError(f"--per-class: {spec.path or spec.name} is {spec.task}; per-class sizes need a "
+                           f"single_label task (use --sizes)")
     if not spec.dataset.train_split:
         raise HarnessError(f"{spec.path or spec.name}: dataset.train_split is null; a learning curve needs a train split")
     configs = [b for b in select_baselines(spec, baseline_names) if b.kind in TRAINABLE]
@@ -166,12 +181,25 @@ def run_curve(
     evaluated = _eval_examples(spec, run_dir, limit).examples
     data = BaselineData(spec)
     train = data.examples(spec.dataset.train_split)
-    usable = [s for s in sizes if s <= len(train)]
-    if len(usable) < len(sizes):
-        notes.append(f"sizes above the train split's {len(train)} rows were left out: "
-                     f"{', '.join(str(s) for s in sizes if s > len(train))}")
-    if not usable:
-        raise HarnessError(f"--sizes: every size is above the train split's {len(train)} rows")
+    if per_class:
+        counts = {name: 0 for name in spec.label_names}
+        for example in train:
+            counts[example.gold] = counts.get(example.gold, 0) + 1
+        smallest = min(counts, key=lambda name: counts[name])
+        usable = [s for s in sizes if s <= counts[smallest]]
+        if len(usable) < len(sizes):
+            notes.append(f"per-class sizes above label {smallest!r}'s {counts[smallest]} train examples were "
+                         f"left out: {', '.join(str(s) for s in sizes if s > counts[smallest])}")
+        if not usable:
+            raise HarnessError(f"--per-class: every size is above label {smallest!r}'s {counts[smallest]} "
+                               f"examples in the train split {spec.dataset.train_split!r}")
+    else:
+        usable = [s for s in sizes if s <= len(train)]
+        if len(usable) < len(sizes):
+            notes.append(f"sizes above the train split's {len(train)} rows were left out: "
+                         f"{', '.join(str(s) for s in sizes if s > len(train))}")
+        if not usable:
+            raise HarnessError(f"--sizes: every size is above the train split's {len(train)} rows")
 
     pool = EmbedderPool(cache=EmbeddingCache(), progress=progress)
     points: list[dict] = []
@@ -189,19 +217,21 @@ def run_curve(
             advance = progress.step(f"curve {config.id}", len(usable) * repeats) if progress is not None else None
             for size in usable:
                 for repeat in range(repeats):
-                    subset = stratified_sample(train, size, repeat, spec.label_names)
+                    subset = (per_class_sample(train, size, repeat, spec.label_names) if per_class
+                              else stratified_sample(train, size, repeat, spec.label_names))
                     decision, fitted = fit_baseline(model, data, train=subset)
                     records, predict_s = predict_records(model, decision, evaluated)
                     figures = score_group(records, spec.label_names, spec.task)
                     points.append({
                         "baseline": config.id, "size": size, "repeat": repeat, "seed": repeat,
                         "accuracy": figures["accuracy"], "macro_f1": figures["macro_f1"],
-                        "fit_s": fitted.fit_s, "predict_s": round(predict_s, 4),
+                        "fit_s": fitted.fit_s, "predict_s": round(predict_s, 4), "train_rows": len(subset),
                     })
                     if advance is not None:
                         advance(1)
                 summary = _summarise([p for p in points if p["baseline"] == config.id and p["size"] == size], metric)
-                log(f"{config.id}: {size} labels -> {metric} {summary['mean']:.3f} ± {summary['std']:.3f}")
+                log(f"{config.id}: {size} labels{' per class' if per_class else ''} -> {metric} "
+                    f"{summary['mean']:.3f} ± {summary['std']:.3f} (fit {summary['fit_s']:.1f}s)")
     finally:
         pool.close()
     summary = []
@@ -210,13 +240,13 @@ def run_curve(
             group = [p for p in points if p["baseline"] == config.id and p["size"] == size]
             if group:
                 summary.append({"baseline": config.id, "size": size, **_summarise(group, metric)})
-    worth = _worth(references, summary)
+    worth = _worth(references, summary, per_class)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     from harness.runs import RUNS_ROOT
 
     out = Path(out_dir) if out_dir else RUNS_ROOT / spec.name / f"curve-{stamp}"
     result = CurveResult(out, metric, points, summary, references, worth, run_dir, notes,
-                         round(time.perf_counter() - t_start, 3))
+                         round(time.perf_counter() - t_start, 3), per_class)
     write_curve(result, spec, repeats=repeats, n_eval=len(evaluated), n_train=len(train))
     return result
 
@@ -233,7 +263,7 @@ def _summarise(group: list[dict], metric: str) -> dict:
     }
 
 
-def _worth(references: list[Reference], summary: list[dict]) -> list[dict]:
+def _worth(references: list[Reference], summary: list[dict], per_class: bool = False) -> list[dict]:
     """For each LLM reference and baseline: the smallest size whose mean reaches the LLM."""
     out = []
     baselines = list(dict.fromkeys(row["baseline"] for row in summary))
@@ -248,6 +278,7 @@ def _worth(references: list[Reference], summary: list[dict]) -> list[dict]:
                 "smallest_size": rows[0]["size"] if rows else None,
                 "largest_size": rows[-1]["size"] if rows else None,
                 "best_mean": max((r["mean"] for r in rows), default=None),
+                "per_class": per_class,
             })
     return out
 
@@ -257,7 +288,7 @@ def curve_table(result: CurveResult, name: str):
     from rich.table import Table
 
     sizes = sorted({row["size"] for row in result.summary})
-    table = Table(title=f"{name}: {result.metric} by train size (mean ± std)")
+    table = Table(title=f"{name}: {result.metric} by train size{result.unit} (mean ± std)")
     table.add_column("baseline")
     for size in sizes:
         table.add_column(str(size), justify="right")
@@ -283,11 +314,12 @@ def worth_lines(result: CurveResult) -> list[str]:
 
 
 def worth_phrase(w: dict) -> str:
+    unit = " per class" if w.get("per_class") else ""
     if w["matched_at"] is None:
-        return f"more than {w['largest_size']} (best {w['best_mean']:.3f})"
+        return f"more than {w['largest_size']}{unit} (best {w['best_mean']:.3f})"
     if w["matched_at"] == w["smallest_size"]:
-        return f"≤ {w['matched_at']}"
-    return str(w["matched_at"])
+        return f"≤ {w['matched_at']}{unit}"
+    return f"{w['matched_at']}{unit}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +331,7 @@ def write_curve(result: CurveResult, spec: "Spec", *, repeats: int, n_eval: int,
     payload = {
         "spec": spec.name,
         "metric": result.metric,
+        "sizing": "per_class" if result.per_class else "total",
         "repeats": repeats,
         "eval_examples": n_eval,
         "train_rows": n_train,
@@ -321,17 +354,19 @@ def curve_markdown(result: CurveResult, name: str, repeats: int, n_eval: int) ->
     baselines = list(dict.fromkeys(row["baseline"] for row in result.summary))
     lines = [f"# Learning curve: {name}", "",
              f"{metric} on {n_eval} evaluated examples; mean ± std over {repeats} seeded, "
-             f"label-stratified train subsets per size.", ""]
+             f"label-stratified train subsets per size"
+             + (" (sizes are examples per class)." if result.per_class else "."), ""]
     if result.run_dir:
         lines += [f"LLMs from run `{result.run_dir}`.", ""]
-    lines += ["| baseline | " + " | ".join(str(s) for s in sizes) + " |",
-              "|---|" + "---:|" * len(sizes)]
+    lines += [f"| baseline{result.unit} | " + " | ".join(str(s) for s in sizes) + " | mean fit (s) |",
+              "|---|" + "---:|" * (len(sizes) + 1)]
     for baseline in baselines:
         cells = []
         for size in sizes:
             row = next((r for r in result.summary if r["baseline"] == baseline and r["size"] == size), None)
             cells.append(f"{row['mean']:.3f} ± {row['std']:.3f}" if row else "–")
-        lines.append(f"| {baseline} | " + " | ".join(cells) + " |")
+        fits = "; ".join(f"{r['size']}: {r['fit_s']:.1f}" for r in result.summary if r["baseline"] == baseline)
+        lines.append(f"| {baseline} | " + " | ".join(cells) + f" | {fits} |")
     lines.append("")
     if result.references:
         lines += ["## What each prompt is worth in labels", "",
@@ -373,7 +408,7 @@ def plot_curve(result: CurveResult, name: str, path: Path) -> None:
         ax.axhline(ref.value, color="black", linestyle=styles[i % len(styles)], linewidth=1,
                    label=f"{ref.model} / {ref.prompt}")
     ax.set_xscale("log")
-    ax.set_xlabel("labelled training examples")
+    ax.set_xlabel("labelled training examples per class" if result.per_class else "labelled training examples")
     ax.set_ylabel(result.metric)
     ax.set_title(f"{name}: learning curve vs LLM prompts")
     ax.grid(True, which="both", alpha=0.3)

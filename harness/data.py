@@ -535,6 +535,24 @@ def stratified_sample(examples: list[Example], limit: int, seed: int, names: lis
     return chosen
 
 
+def per_class_sample(examples: list[Example], k: int, seed: int, names: list[str]) -> list[Example]:
+    """Exactly `k` examples of every label in `names` (single-label), seeded picks, row order: the
+    few-shot train subsets of `kind: setfit` and of `harness curve --per-class`. A label with fewer
+    than `k` examples is an error naming it (and its count), so the caller can say where."""
+    groups: dict[str, list[Example]] = {name: [] for name in names}
+    for example in examples:
+        groups.setdefault(_stratum(example.gold), []).append(example)
+    short = [f"{name!r} has {len(groups[name])}" for name in names if len(groups[name]) < k]
+    if short:
+        raise HarnessError(f"{k} examples per label needed, but label {', label '.join(short)}")
+    chosen: list[Example] = []
+    for name in names:
+        rng = random.Random(_int_seed("per_class", seed, name))
+        chosen.extend(rng.sample(groups[name], k))
+    chosen.sort(key=lambda e: e.index)
+    return chosen
+
+
 def _rows_sha256(examples: list[Example]) -> str:
     rows = [{"gold": list(e.gold) if isinstance(e.gold, tuple) else e.gold, "id": e.id, "text": e.text}
             for e in examples]

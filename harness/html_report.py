@@ -18,6 +18,7 @@ import html
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -210,13 +211,23 @@ def load_view(run_dir: Path) -> RunView:
                 eid = str(p.get("example_id"))
                 if p.get("repeat") is not None:
                     repeated.append(_prediction(p))
+                # absent reads as None (p.get); the record's required fields stay
+                p = {k: v for k, v in p.items() if v is not None or k in _REQUIRED}
                 if not p.get("repeat"):  # a repeated prompt's row is its repeat 0
                     row.preds[eid] = p
                 golds.setdefault(eid, p.get("gold"))
-                if p.get("text") is not None:
-                    texts.setdefault(eid, p["text"])
-                if p.get("slices"):
-                    slices.setdefault(eid, p["slices"])
+                # the example's text and slices are kept once per example, not once per row (a
+                # 100k-example run would hold every text once per model x prompt)
+                text, example_slices = p.pop("text", None), p.pop("slices", None)
+                for unused in _UNSHOWN:  # nor what the page never shows
+                    p.pop(unused, None)
+                for name in _REPEATED:  # one string object per distinct value, not per record
+                    if isinstance(p.get(name), str):
+                        p[name] = sys.intern(p[name])
+                if text is not None:
+                    texts.setdefault(eid, text)
+                if example_slices:
+                    slices.setdefault(eid, example_slices)
         _add_votes(by_key, repeated)
     else:
         notes.append("predictions.jsonl is missing: only the recorded figures are shown")
@@ -246,6 +257,10 @@ def _add_votes(by_key: dict[str, Row], repeated: list[Prediction]) -> None:
 
 
 _FIELDS: frozenset[str] | None = None
+_REQUIRED = frozenset({"example_id", "model", "prompt", "gold", "prediction", "outcome"})
+_REPEATED = ("model", "prompt", "gold", "prediction", "outcome", "parsed_from", "finish_reason")
+# Prediction fields the page never reads: dropped on load, so a large run's view stays small.
+_UNSHOWN = ("label_probs_uncalibrated", "server_timing", "cached_tokens", "latency_s", "cached", "label_mass")
 
 
 def _prediction(p: dict) -> Prediction:

@@ -23,10 +23,15 @@ def bootstrap_ci(enc: Encoding, *, resamples: int = DEFAULT_RESAMPLES, seed: int
     always give the same intervals: `harness.metrics.assemble` sorts each group once."""
     if enc.n == 0:
         return None
-    w = kernel.resample_weights(enc.n, resamples, seed)
+    import numpy as np
+
+    accuracy, macro_f1 = [], []
+    for w in kernel.resample_weight_blocks(enc.n, resamples, seed):  # flat memory for large n
+        accuracy.append(kernel.accuracy(enc, w))
+        macro_f1.append(kernel.macro_f1(enc, w))
     return {
-        "accuracy_ci": kernel.percentile_interval(kernel.accuracy(enc, w)),
-        "macro_f1_ci": kernel.percentile_interval(kernel.macro_f1(enc, w)),
+        "accuracy_ci": kernel.percentile_interval(np.concatenate(accuracy)),
+        "macro_f1_ci": kernel.percentile_interval(np.concatenate(macro_f1)),
         "ci_resamples": resamples,
         "ci_seed": seed,
     }

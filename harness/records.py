@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -80,11 +81,14 @@ class Prediction:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Prediction":
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = _NAMES.get(cls)
+        if names is None:  # once per class, not once per record
+            names = _NAMES[cls] = frozenset(f.name for f in dataclasses.fields(cls))
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
 _PREDICTION_FIELDS = tuple(f.name for f in dataclasses.fields(Prediction))
+_NAMES: dict[type, frozenset[str]] = {}
 
 
 def group_predictions(preds) -> dict[tuple[str, str], list[Prediction]]:
@@ -95,14 +99,29 @@ def group_predictions(preds) -> dict[tuple[str, str], list[Prediction]]:
     return groups
 
 
-def read_predictions(path) -> list[Prediction]:
+# Fields whose values repeat across records (a handful of models, prompts and labels): read back as
+# one shared string each, so 100k records do not hold 100k copies of "valid".
+_REPEATED = ("model", "prompt", "gold", "prediction", "outcome", "parsed_from", "finish_reason")
+
+
+def read_predictions(path, *, texts: bool = True) -> list[Prediction]:
+    """The records of a predictions.jsonl. `texts=False` leaves out the example texts of the
+    main split's records (scoring never reads them; edge-case suites' records keep theirs)."""
     out = []
+    intern = sys.intern
     with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
             if line:
                 try:
-                    out.append(Prediction.from_dict(json.loads(line)))
+                    data = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line torn by a kill mid-write; its example is simply redone
+                for name in _REPEATED:
+                    value = data.get(name)
+                    if type(value) is str:
+                        data[name] = intern(value)
+                if not texts and not data.get("suite"):
+                    data.pop("text", None)
+                out.append(Prediction.from_dict(data))
     return out

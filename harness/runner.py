@@ -1,9 +1,13 @@
 """The eval run: spec -> data -> prompts -> providers -> validation -> predictions -> scores -> report.
 
 Everything that can fail on bad input (templates, dataset, output model) is checked before any model
-is called. Per model, prompts run one after another through a fixed pool of `concurrency` workers,
-so at most that many requests are in flight and per-prompt wall time is meaningful. Each prediction
-is appended to `predictions.jsonl` as it arrives.
+is called. Then every model and every prompt proceed at once: each model's prompts share one gate
+of `concurrency` slots (its requests sent and in flight, all prompts together), each endpoint keeps its own
+adaptive limiter (providers.scheduling), and requests with the same cache key share one flight. A
+calibrated prompt first scores its validation inputs, then its examples; the other prompts do not
+wait. Each prompt's span (first request start to last end) is recorded. Each prediction is appended
+to `predictions.jsonl` (buffered, flushed per event-loop turn) after its response is committed to
+the cache.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from harness.data import Split, draw_shots, load_eval_split, load_split
 from harness.errors import HarnessError, SpecError
@@ -114,6 +118,7 @@ class Prepared:
         self._check_slices()
         self._shot_pools: dict[str, list[Example]] = {}
         self._validation: dict[int | None, Split] = {}
+        self._rendered: dict[tuple, list[dict[str, str]]] = {}
 
     def validation(self, limit: int | None) -> Split:
         """The validation split (a seeded, stratified sample of `limit`, like dataset.limit)."""
@@ -179,11 +184,24 @@ class Prepared:
             self._shot_pools[split] = load_split(self.spec, split).examples
         return self._shot_pools[split]
 
+    # Rendered messages kept per (template, mode, few-shot draw, example): prompts that render alike
+    # (bare_label and both likelihood prompts of the main spec) and the replay pre-check then
+    # render each example once. Bounded, so a 100k-example run does not keep every prompt.
+    RENDERED_KEPT = 8192
+
     def messages(self, pp: PreparedPrompt, example: Example) -> list[dict[str, str]]:
-        shots: list[Example] = []
-        if pp.prompt.few_shot.k:
-            shots = draw_shots(self.shot_pool(pp.prompt), pp.prompt.few_shot.k, pp.prompt.few_shot.seed, example)
-        return pp.renderer.render(example, shots)
+        few = pp.prompt.few_shot
+        key = (str(pp.renderer.path), pp.mode, few.k, few.seed, few.split, example.id)
+        rendered = self._rendered.get(key)
+        if rendered is None:
+            shots: list[Example] = []
+            if few.k:
+                shots = draw_shots(self.shot_pool(pp.prompt), few.k, few.seed, example)
+            rendered = pp.renderer.render(example, shots)
+            if len(self._rendered) >= self.RENDERED_KEPT:
+                del self._rendered[next(iter(self._rendered))]  # the oldest
+            self._rendered[key] = rendered
+        return [dict(m) for m in rendered]  # copies: a body may be changed by its provider
 
 
 def _slice_value(value: Any) -> Any:
@@ -277,17 +295,29 @@ def plan_requests(prepared: Prepared, models: list[Model]) -> list[dict]:
     """The requests of a prepared run, built by the runner's own code. Calibration inputs
     (validation sample, content-free texts) are included; label-likelihood follow-ups for shared
     first tokens depend on answers and are not planned here."""
-    out = []
+    return list(iter_planned_requests(prepared, models))
+
+
+def iter_planned_requests(prepared: Prepared, models: list[Model]) -> Iterator[dict]:
+    """`plan_requests`, one request at a time (a replay pre-check of 100k examples streams it);
+    examples outer, prompts inner, so prompts that render alike share one rendering."""
     for model in models:
         provider = get_provider_class(model.provider)(model)
         for pp in prepared.prompts:
-            for example_id, body, repeat in planned_bodies(prepared, pp, model, provider):
-                material = cache_material(provider, body, repeat)
-                out.append({
-                    "model": model.id, "prompt": pp.prompt.name, "example_id": example_id,
-                    "material": material, "key": cache_key(material),
-                })
-    return out
+            for example in calibration_examples(prepared, pp):
+                yield _planned(model, provider, pp, example.id, request_body(prepared, pp, example, model, provider))
+        for example in prepared.run_examples:
+            for pp in prepared.prompts:
+                for r in range(repeats_of(model, pp)):  # a model's `repeats:`, each its own key
+                    yield _planned(model, provider, pp, example.id,
+                                   request_body(prepared, pp, example, model, provider, r), r)
+
+
+def _planned(model: Model, provider: Provider, pp: PreparedPrompt, example_id: str, body: dict,
+             repeat: int = 0) -> dict:
+    material = cache_material(provider, body, repeat)
+    return {"model": model.id, "prompt": pp.prompt.name, "example_id": example_id,
+            "material": material, "key": cache_key(material)}
 
 
 @dataclass
@@ -304,6 +334,10 @@ class ModelResult:
     not_sent: int = 0  # requests left unsent after the stop
     scheduling: dict | None = None  # the provider's limiter figures (429s, retries, lowest concurrency)
     calibration: dict[str, dict] = field(default_factory=dict)  # prompt -> fitted calibration
+    # prompt -> {"start_s", "end_s"}: when its first request began and its last ended, in seconds
+    # from the start of the run (prompts and models overlap, so these spans do too)
+    spans: dict[str, dict] = field(default_factory=dict)
+    shared: int = 0  # answers taken from another prompt's identical request in flight
 
 
 # A response of these kinds means every further request to the model fails the same way.
@@ -315,21 +349,45 @@ SERVER_TIMING = ("queue_time", "prompt_time", "completion_time", "total_time")
 
 
 class PredictionWriter:
-    """Writes prediction records to a JSONL file, flushed per record so a kill loses nothing done.
-    A rerun into the same folder starts the file afresh: answered requests come back from the cache."""
+    """Writes prediction records to a JSONL file, buffered and flushed once per event-loop turn
+    (or every FLUSH_EVERY records from synchronous code), so a batch of answers costs one write.
+    Safe against kills: the runner commits each response to the cache before it hands the
+    prediction here, so a record lost from the buffer is answered from the cache on the rerun.
+    A rerun into the same folder starts the file afresh."""
+
+    FLUSH_EVERY = 512
 
     def __init__(self, path: Path, annotate: Callable[[Prediction], Prediction] | None = None):
         self.path = path
         self._annotate = annotate
         self._file = open(path, "w", encoding="utf-8")
+        self._lines: list[str] = []
+        self._scheduled = False
 
     def write(self, prediction: Prediction) -> None:
         if self._annotate is not None:
             prediction = self._annotate(prediction)
-        self._file.write(prediction.to_json() + "\n")
-        self._file.flush()
+        self._lines.append(prediction.to_json() + "\n")
+        if len(self._lines) >= self.FLUSH_EVERY:
+            self.flush()
+        elif not self._scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (a caller outside the runner): write through
+                self.flush()
+                return
+            self._scheduled = True
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._lines and not self._file.closed:
+            self._file.write("".join(self._lines))
+            self._lines.clear()
+            self._file.flush()
 
     def close(self) -> None:
+        self.flush()
         self._file.close()
 
 
@@ -341,10 +399,22 @@ async def run_model(
     *,
     cache: "ResponseCache | None" = None,
     on_result: Callable[[Prediction], None] | None = None,
+    on_prompt_result: dict[str, Callable[[Prediction], None] | None] | None = None,
+    t_origin: float | None = None,
 ) -> ModelResult:
-    """Run every selected prompt over every example for one model. The provider starts lazily, on
-    the first request the cache cannot answer, and is always stopped."""
+    """Run every selected prompt over every example for one model, all prompts at once. The
+    provider starts lazily, on the first request the cache cannot answer, and is always stopped.
+    `on_prompt_result` (prompt name -> callback) takes the place of `on_result` per prompt;
+    `t_origin` (a perf_counter reading) is where the prompts' recorded spans start from."""
+    fallback_on_result = on_result  # the per-prompt callbacks win (see notify)
     result = ModelResult(model.id)
+    # Two prompts that send the same body (bare_label and likelihood in the main spec) share one
+    # request; completed answers are kept for the run too when the cache cannot serve them back.
+    flights = SingleFlight(remember=cache is not None and not (cache.reads and cache.writes))
+    # The model's `concurrency` bounds its requests in flight over all its prompts together. Only
+    # sends take a slot: a cache hit or an answer shared with another prompt's flight does not
+    # (holding slots while following would halve the throughput of two prompts sharing bodies).
+    gate = asyncio.Semaphore(max(1, model.concurrency))
     started = False
     start_lock = asyncio.Lock()
     fatal: list[str] = []  # set once a response shows the model cannot work (e.g. a 401)
@@ -358,19 +428,27 @@ async def run_model(
                 started = True
 
     async def answer(body: dict, repeat: int = 0) -> tuple[ChatResponse, bool]:
-        nonlocal reached
         material = cache_material(provider, body, repeat)
+        key = cache_key(material)
+        response, cached, shared = await flights.run(key, lambda: answer_once(body, material, key))
+        if shared and fatal and response.error is not None:
+            result.not_sent += 1  # it shared a stopped model's failed request: itself never sent
+        return response, cached
+
+    async def answer_once(body: dict, material: dict, key: str) -> tuple[ChatResponse, bool]:
+        nonlocal reached
         if cache is not None:
-            hit = await cache.lookup(material)
+            hit = await cache.lookup(material, key=key)
             if hit is not None:
                 # A replay cache answers a miss with error_kind "cache_miss" instead of None, so
                 # that no model is ever called; it is not a hit.
                 return hit, hit.error_kind != "cache_miss"
-        if fatal:
-            result.not_sent += 1
-            return ChatResponse(error=f"not sent: {fatal[0]}", error_kind="skipped"), False
-        await ensure_started()
-        response = await provider.send(body)
+        async with gate:  # only requests that go out take one of the model's slots
+            if fatal:  # checked once a slot is free: the stop may have come while waiting
+                result.not_sent += 1
+                return ChatResponse(error=f"not sent: {fatal[0]}", error_kind="skipped"), False
+            await ensure_started()
+            response = await provider.send(body)
         if response.error_kind == "skipped":  # the provider's limiter was closed by a 401
             result.not_sent += 1
         else:
@@ -385,12 +463,19 @@ async def run_model(
         elif response.error_kind not in (UNREACHABLE, "skipped"):
             reached = True
         if cache is not None and not stops:
-            await cache.store(material, response)
+            await cache.store(material, response, key=key)
         return response, False
 
     labels = prepared.spec.label_names
     calibrators: dict[str, Any] = {}
     contracts: dict[str, AnswerContract] = {}  # prompt -> its contract with a fitted score threshold
+    spans: dict[str, Span] = {}
+    origin = time.perf_counter() if t_origin is None else t_origin
+
+    def notify(prediction: Prediction) -> None:
+        callback = on_prompt_result.get(prediction.prompt) if on_prompt_result else fallback_on_result
+        if callback is not None:
+            callback(prediction)
 
     async def likelihood(pp: PreparedPrompt, example: Example) -> tuple[lk.LabelScores | None, ChatResponse, bool]:
         """Label probabilities for one example; (scores or None, first response, all cached)."""
@@ -429,7 +514,7 @@ async def run_model(
             if scores is not None:
                 got[example.id] = scores
 
-        await _pool(examples, score, model.concurrency)
+        await _pool(examples, score, model.concurrency, span=spans.setdefault(pp.prompt.name, Span()))
         ok = [e for e in examples if e.id in got]
         probs = np.array([[got[e.id].probs[l] for l in labels] for e in ok]) if ok else np.zeros((0, len(labels)))
         record: dict[str, Any] = {"method": cal.method}
@@ -525,8 +610,7 @@ async def run_model(
             **fields,
         )
         writer.write(prediction)
-        if on_result is not None:
-            on_result(prediction)
+        notify(prediction)
 
     async def one(pp: PreparedPrompt, example: Example) -> None:
         if pp.prompt.answer == "label_likelihood":
@@ -574,8 +658,7 @@ async def run_model(
             repeat=repeat,
         )
         writer.write(prediction)
-        if on_result is not None:
-            on_result(prediction)
+        notify(prediction)
 
     try:
         if provider.prefetches:
@@ -589,13 +672,20 @@ async def run_model(
             if pending:
                 await ensure_started()
                 await provider.prefetch(pending)
-        for pp in prepared.prompts:
-            t0 = time.perf_counter()
+
+        async def run_prompt(pp: PreparedPrompt) -> None:
+            # Every prompt proceeds at once (the model's gate bounds the sends); a calibrated prompt waits only
+            # for its own validation requests (never the evaluated split) before its examples.
+            span = spans.setdefault(pp.prompt.name, Span())
             if calibration_examples(prepared, pp):
-                await fit_calibration(pp)  # validation requests first: never the evaluated split
-            await _pool(prepared.run_examples, lambda example, pp=pp: one(pp, example), model.concurrency)
-            result.wall_s[pp.prompt.name] = round(time.perf_counter() - t0, 3)
+                await fit_calibration(pp)
+            await _pool(prepared.run_examples, lambda example, pp=pp: one(pp, example), model.concurrency, span=span)
+
+        await _all(run_prompt(pp) for pp in prepared.prompts)
     finally:
+        result.shared = flights.shared
+        result.wall_s = {name: span.seconds for name, span in spans.items() if span.seconds is not None}
+        result.spans = {name: span.record(origin) for name, span in spans.items() if span.seconds is not None}
         if started:
             result.scheduling = provider.stats()
             await provider.stop()
@@ -615,28 +705,99 @@ def check_answer_methods(prepared: Prepared, model: Model, provider: Provider) -
             )
 
 
-async def _pool(items: list, fn: Callable[[Any], Any], concurrency: int) -> None:
-    """Run `fn` over `items` with at most `concurrency` in flight (a fixed pool of workers)."""
-    queue: asyncio.Queue = asyncio.Queue()
-    for item in items:
-        queue.put_nowait(item)
+class Span:
+    """When a prompt's first request began and its last one ended (perf_counter seconds)."""
+
+    __slots__ = ("start", "end")
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.end: float | None = None
+
+    def begin(self) -> None:
+        if self.start is None:
+            self.start = time.perf_counter()
+
+    def finish(self) -> None:
+        self.end = time.perf_counter()
+
+    @property
+    def seconds(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return round(self.end - self.start, 3)
+
+    def record(self, origin: float) -> dict[str, float]:
+        return {"start_s": round(self.start - origin, 3), "end_s": round(self.end - origin, 3)}
+
+
+class SingleFlight:
+    """One request per cache key in flight: a caller asking for a key that is already being
+    answered waits for that answer instead of paying again. With `remember`, finished storable
+    answers stay for the rest of the run (for cache modes that cannot serve them back: write, read)."""
+
+    def __init__(self, *, remember: bool = False):
+        self.remember = remember
+        self.shared = 0
+        self._flights: dict[str, asyncio.Future] = {}
+
+    async def run(self, key: str, fetch: Callable[[], Any]) -> tuple[ChatResponse, bool, bool]:
+        """(response, cached, shared) for `key`: `fetch()`'s (response, cached), fetched once; a
+        caller that found the key in flight gets the same response with shared=True."""
+        flight = self._flights.get(key)
+        if flight is not None:
+            response, cached = await asyncio.shield(flight) if not flight.done() else flight.result()
+            self.shared += 1
+            # a shared answer counts as a hit, as it would have been once the first was stored;
+            # a shared error or replay miss does not
+            return response, cached or response.error is None, True
+        flight = asyncio.get_running_loop().create_future()
+        self._flights[key] = flight
+        try:
+            got = await fetch()
+        except BaseException:
+            del self._flights[key]
+            flight.cancel()  # the waiters are cancelled with it (a fatal stop, Ctrl-C)
+            raise
+        flight.set_result(got)
+        from harness.cache import unstorable
+
+        if not self.remember or unstorable(got[0]) is not None:
+            del self._flights[key]
+        return got[0], got[1], False
+
+
+async def _all(coroutines) -> None:
+    """Await every coroutine concurrently; the first failure cancels the rest and is raised as
+    itself (a TaskGroup would wrap it in an ExceptionGroup the CLI does not expect)."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _pool(items: list, fn: Callable[[Any], Any], concurrency: int, *, span: Span | None = None) -> None:
+    """Run `fn` over `items` with at most `concurrency` workers. The workers share one iterator,
+    so the split is never copied into a queue; `span` records the first start and the last end."""
+    iterator = iter(items)
 
     async def worker() -> None:
-        while True:
-            try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            await fn(item)
+        for item in iterator:  # one iterator shared by the workers: each item is taken once
+            await _timed(fn, item, span)
 
-    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, queue.qsize() or 1))]
-    try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        for w in workers:
-            w.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
+    await _all(worker() for _ in range(max(1, min(concurrency, len(items)))))
+
+
+async def _timed(fn: Callable[[Any], Any], item: Any, span: Span | None) -> None:
+    if span is not None:
+        span.begin()
+    await fn(item)
+    if span is not None:
+        span.finish()
 
 
 def default_run_dir(spec: Spec, root: Path = Path("runs")) -> Path:
@@ -728,8 +889,20 @@ async def replay_precheck(prepared: Prepared, models: list[Model], cache: "Respo
     as {"model", "prompt", "example_id"} (empty when the replay can answer everything)."""
     from harness.cache import find_misses
 
-    planned = plan_requests(prepared, models)
-    return await find_misses(cache, planned), len(planned)
+    misses: list[dict] = []
+    total = 0
+    chunk: list[dict] = []
+    for request in iter_planned_requests(prepared, models):  # in chunks: memory stays flat
+        chunk.append(request)
+        if len(chunk) == PRECHECK_CHUNK:
+            misses += await find_misses(cache, chunk)
+            total += len(chunk)
+            chunk = []
+    misses += await find_misses(cache, chunk)
+    return misses, total + len(chunk)
+
+
+PRECHECK_CHUNK = 2048
 
 
 def update_latest(run_dir: Path) -> None:
@@ -803,6 +976,9 @@ async def run_eval(
     baseline_results = []
     interrupted: BaseException | None = None
     try:
+        # Every model at once: each endpoint keeps its own adaptive limiter (providers.scheduling),
+        # each model its `concurrency`, so the run takes the longest model's time, not the sum.
+        runs: list[tuple[int, Any]] = []
         for model in selected:
             provider = get_provider_class(model.provider)(model)
             check_answer_methods(prepared, model, provider)
@@ -812,11 +988,23 @@ async def run_eval(
                 log(f"skipping {model.id}: {reason}")
                 results.append(ModelResult(model.id, skipped=reason))
                 continue
-            total = len(prepared.run_examples) * sum(repeats_of(model, pp) for pp in prepared.prompts)
-            on_result = progress.tracker(model.id, total) if progress is not None else None
+            trackers = {pp.prompt.name: progress.tracker(f"{model.id} / {pp.prompt.name}", len(prepared.run_examples) * repeats_of(model, pp))
+                        for pp in prepared.prompts} if progress is not None else None
             # A model stopped by a fatal error (see FATAL_ERROR_KINDS) is reported once, in
             # run["stopped"], not once per example.
-            results.append(await run_model(prepared, model, provider, writer, cache=cache, on_result=on_result))
+            results.append(ModelResult(model.id))  # replaced by the finished result below
+            runs.append((len(results) - 1, run_model(prepared, model, provider, writer, cache=cache,
+                                                     on_prompt_result=trackers, t_origin=t0)))
+        finished: dict[int, ModelResult] = {}
+
+        async def run_one(slot: int, coroutine) -> None:
+            finished[slot] = await coroutine
+
+        try:
+            await _all(run_one(slot, coroutine) for slot, coroutine in runs)
+        finally:  # an interrupted model is left out of the results, as before models overlapped
+            pending = {slot for slot, _ in runs}
+            results[:] = [finished.get(i, r) for i, r in enumerate(results) if i not in pending or i in finished]
         if chosen_baselines:  # after the LLMs, into the same predictions.jsonl (harness.baselines)
             from harness.baselines import run_baselines
 
@@ -833,7 +1021,7 @@ async def run_eval(
 
     from harness.suites import score_suites
 
-    everything = read_predictions(run_dir / "predictions.jsonl")
+    everything = read_predictions(run_dir / "predictions.jsonl", texts=False)  # report.html reads them itself
     suites = score_suites(everything)
     predictions = [p for p in everything if p.suite is None]  # suites are reported on their own
     walls = {(r.model, p): w for r in results for p, w in r.wall_s.items()}
@@ -862,6 +1050,9 @@ async def run_eval(
             r.model: {
                 "sent": r.requests_sent, "cache_hits": r.cache_hits, "cache_misses": len(r.cache_misses),
                 **({"scheduling": r.scheduling} if r.scheduling else {}),
+                # answers shared with another prompt's identical request, and when each prompt's
+                # requests ran (seconds from the start of the run; models and prompts overlap)
+                "shared": r.shared, "prompt_spans": r.spans,
             }
             for r in results
         },
@@ -879,6 +1070,10 @@ async def run_eval(
     run["status_reasons"] = reasons
     run["status_warnings"] = warnings
     metrics = write_run_files(run_dir, run, rows, suites=suites)
+    # report.html reads the run folder back; what the run held in memory (every example and
+    # prediction) is let go first, so a 100k-example run does not hold it twice
+    misses = [m for r in results for m in r.cache_misses]
+    del everything, predictions, rows, prepared, writer
     try:  # the page is a view of the files just written: a bug in it must not lose the run
         from harness.html_report import write_html_report
 
@@ -889,4 +1084,4 @@ async def run_eval(
         update_latest(run_dir)
     if interrupted is not None:
         raise interrupted
-    return RunOutcome(run_dir, metrics, run, [m for r in results for m in r.cache_misses], suites)
+    return RunOutcome(run_dir, metrics, run, misses, suites)

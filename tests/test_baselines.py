@@ -364,7 +364,7 @@ baselines:
     ("  - kind: tfidf_lr\n", "6: baselines[0].kind", "unknown kind 'tfidf_lr'; did you mean 'tfidf_logreg'?"),
     ("  - {name: x}\n", "6: baselines[0].kind", "required field is missing"),
     ("  - kind: embedding_zero_shot\n    C: 2\n", "7: baselines[0].C",
-     "unknown field; it does not apply to kind 'embedding_zero_shot', it is read by: embedding_logreg, tfidf_logreg."),
+     "unknown field; it does not apply to kind 'embedding_zero_shot', it is read by: embedding_logreg, setfit, tfidf_logreg."),
     ("  - kind: tfidf_logreg\n    ngram_range: [2, 1]\n", "7: baselines[0].ngram_range", "[2, 1]: need 1 <= min <= max"),
     ("  - kind: embedding_centroid\n    batch_size: 0\n", "7: baselines[0].batch_size", "greater than or equal to 1"),
     ("  - kind: nli_zero_shot\n", "6: baselines[0].kind", "needs `model:`"),

@@ -180,7 +180,7 @@ def test_throttling_is_printed_and_reported_and_plain_progress_lines_reach_a_log
         throttled = stub.throttled
     assert result.returncode == 0, result.stderr
     assert throttled > 0
-    assert "openai:stub-model: 4/4 (100%)" in result.stderr  # the plain progress line
+    assert "openai:stub-model / a: 4/4 (100%)" in result.stderr  # the plain progress line, one per model x prompt
     assert "openai:stub-model was throttled:" in result.stdout
     assert "was throttled" in (here / "r1" / "report.md").read_text()
 

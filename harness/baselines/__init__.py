@@ -1,9 +1,9 @@
 """Encoder baselines compared with the LLMs in the same run: TF-IDF + logistic regression,
 sentence embeddings (+ logistic regression, class centroids, zero-shot label similarity),
-task-specific transformers classifiers and NLI zero-shot.
+SetFit few-shot fine-tuning of the encoder, task-specific transformers classifiers and NLI zero-shot.
 
 Modules: `base` (the `Baseline` class, the registry of kinds, probabilities -> predictions),
-`linear` (logistic regression heads), the kinds (`tfidf`, `embedding_kinds`, `classifiers`: each
+`linear` (logistic regression heads), the kinds (`tfidf`, `embedding_kinds`, `setfit`, `classifiers`: each
 kind is one registered `Baseline` subclass, its options are its fields), `embeddings` (the
 sentence-transformers encoder and its disk cache), `run` (baselines inside `harness eval`).
 

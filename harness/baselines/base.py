@@ -199,6 +199,12 @@ class Baseline(BaseModel, ABC):
             return f"needs {', '.join(missing)} (`{self.install_hint}`)"
         return None
 
+    def train_rows(self, data: Any) -> list[Any]:
+        """The examples `harness eval` fits this entry on, from `data` (a run's BaselineData): the
+        whole train split unless the kind picks (`train_limit`, setfit's k per class). The
+        learning curve passes its own subsets instead."""
+        return data.examples(self.spec.dataset.train_split)
+
     def fit(self, texts: Sequence[str], y: "np.ndarray") -> None:
         """Learn from labelled texts. Zero-shot kinds ignore this."""
 
@@ -221,6 +227,9 @@ class TrainOptions(BaseModel):
     train_limit: Optional[int] = Field(
         None, ge=2, description="Train on a seeded, label-stratified sample of this many rows."
     )
+
+    def train_rows(self, data: Any) -> list[Any]:
+        return data.examples(self.spec.dataset.train_split, self.train_limit)
 
 
 class EncoderOptions(BaseModel):

@@ -113,7 +113,7 @@ def fit_baseline(model: "Baseline", data: BaselineData, train: Sequence[Example]
     t0 = time.perf_counter()
     if model.trainable:
         if train is None:
-            train = data.examples(spec.dataset.train_split, model.train_limit)
+            train = model.train_rows(data)
         if not train:
             raise HarnessError(f"baseline {model.id}: the train split {spec.dataset.train_split!r} is empty")
         model.fit([e.text for e in train], encode_gold([e.gold for e in train], model.labels, model.multi))

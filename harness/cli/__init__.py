@@ -30,6 +30,18 @@ def _version() -> str:
         return "unknown"
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, looked up only when asked for (importlib.metadata costs ~20 ms at every start)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0,
+                         help=help or "show program's version number and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"harness {_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from harness.cli import cache, check, compare, curve, eval as eval_cmd, history, render, report, schema, validate
 
@@ -37,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="harness", description="Evaluate LLM prompts against declarative YAML specs.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"harness {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     for module in (eval_cmd, curve, check, compare, report, history, cache, validate, render, schema):
         p = module.add_parser(sub)

@@ -9,6 +9,7 @@ import time
 from harness.cli._common import console
 
 LOG_EVERY_S = 5.0
+UPDATE_EVERY_S = 0.1  # a terminal bar is redrawn at most this often per model x prompt
 
 
 class _PlainTask:
@@ -45,6 +46,7 @@ class Progress:
         self.every = every
         self._progress = None
         self._plain = enabled and not console(stderr=True).is_terminal
+        self._flushes: list = []
 
     def __enter__(self):
         return self
@@ -63,6 +65,8 @@ class Progress:
         self._progress.__enter__()
 
     def __exit__(self, *exc):
+        for flush in self._flushes:  # what the throttle held back
+            flush()
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
@@ -94,10 +98,26 @@ class Progress:
         if self._progress is None:
             self._start()
         rich_task = self._progress.add_task(name, total=total, invalid="0 invalid")
+        pending = done = 0
+        last = 0.0
+
+        def flush() -> None:
+            nonlocal pending
+            if pending:
+                self._progress.update(rich_task, advance=pending, invalid=f"{invalid} invalid")
+                pending = 0
 
         def on_result(prediction) -> None:
-            nonlocal invalid
+            # Throttled: a cached replay answers thousands of requests a second, and one bar
+            # update per answer cost more than the answer.
+            nonlocal invalid, pending, done, last
             invalid += prediction.outcome != "valid"
-            self._progress.update(rich_task, advance=1, invalid=f"{invalid} invalid")
+            pending += 1
+            done += 1
+            now = time.monotonic()
+            if now - last >= UPDATE_EVERY_S or done >= total:
+                last = now
+                flush()
 
+        self._flushes.append(flush)
         return on_result

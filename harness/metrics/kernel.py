@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -131,15 +131,30 @@ def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
     """How often each example is drawn in each resample: row r weighs example i by its count in
     row r of `resample_indices(n, resamples, seed)` (the same draws, taken a block of rows at a
     time), so a figure over these weights equals the figure over the resampled list of examples.
-    float32 (small integer counts are exact); the peak memory is this matrix plus one block."""
+    float32 (small integer counts are exact); the whole (resamples, n) matrix: for large n use
+    `resample_weight_blocks`."""
+    blocks = list(resample_weight_blocks(n, resamples, seed))
+    return np.concatenate(blocks) if blocks else np.empty((0, n), dtype=np.float32)
+
+
+# Cells of one block of `resample_weight_blocks` (16 MiB of float32), whatever n.
+BLOCK_CELLS = 1 << 22
+
+
+def resample_weight_blocks(n: int, resamples: int, seed: int, cells: int = BLOCK_CELLS) -> Iterator[np.ndarray]:
+    """The rows of `resample_weights(n, resamples, seed)`, a block of rows at a time (the same
+    draws in the same order), so scoring 100k examples x 1000 resamples never holds the whole
+    matrix: figure(enc, block) for each block, concatenated, equals figure(enc, whole matrix)."""
     rng = np.random.default_rng(seed)
-    out = np.empty((resamples, n), dtype=np.float32)
-    block = max(1, (1 << 16) // max(n, 1))
-    for start in range(0, resamples, block):
-        rows = rng.integers(0, n, size=(min(block, resamples - start), n))
-        rows += n * np.arange(len(rows))[:, None]
-        out[start:start + len(rows)] = np.bincount(rows.ravel(), minlength=len(rows) * n).reshape(len(rows), n)
-    return out
+    draw = max(1, (1 << 16) // max(n, 1))  # rows drawn per call: the peak is one draw of indices
+    per_block = max(draw, cells // max(n, 1) // draw * draw)
+    for start in range(0, resamples, per_block):
+        out = np.empty((min(per_block, resamples - start), n), dtype=np.float32)
+        for offset in range(0, len(out), draw):
+            rows = rng.integers(0, n, size=(min(draw, len(out) - offset), n))
+            rows += n * np.arange(len(rows))[:, None]
+            out[offset:offset + len(rows)] = np.bincount(rows.ravel(), minlength=len(rows) * n).reshape(len(rows), n)
+        yield out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,8 +311,20 @@ def mcnemar_exact(b: int, c: int) -> float:
     n = b + c
     if n == 0:
         return 1.0
+    if n > EXACT_MCNEMAR_MAX:
+        # Integer arithmetic costs O(n^2) digit work (minutes for a 100k-example run): the same
+        # sum in log space, terms added from the largest down, is exact to double precision.
+        k = min(b, c)
+        logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(k + 1)]
+        top = max(logs)
+        log_tail = top + math.log(math.fsum(math.exp(v - top) for v in logs)) - n * math.log(2)
+        return min(1.0, 2 * math.exp(log_tail))
     tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
     return min(1.0, 2 * tail / 2**n)
+
+
+# Discordant pairs above which mcnemar_exact sums in log space instead of integers.
+EXACT_MCNEMAR_MAX = 2000
 
 
 def rounded(value: Any) -> float | None:
