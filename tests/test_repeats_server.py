@@ -10,26 +10,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from harness.records import read_predictions
 
 from llama_proxy import BARE_LABEL, CountingProxy, LlamaServer, server_test, write_spec
+from test_resume import _complete_lines  # predictions whose line was fully written
 
 LIMIT = 6
 REPEATS = 3
 KILL_AFTER = 7  # predictions on disk before the kill: example 0's three repeats and more
-
-
-def _complete_lines(path: Path) -> list[dict]:
-    out = []
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return out
 
 
 @server_test
