@@ -934,6 +934,9 @@ async def run_eval(
     baselines: list | None = None,  # list[spec.Baseline]; None = the spec's, [] = none
     max_error_share: float | None = None,  # None = the spec's run.max_error_share
     strict: bool | None = None,  # None = the spec's run.strict
+    # A pre-pass that answers planned requests into the cache before the run (harness.ray_executor);
+    # returns what it did, for run["execution"].
+    prefill: Callable[[Prepared, list[Model], "ResponseCache | None"], Any] | None = None,
 ) -> RunOutcome:
     from harness.metrics.assemble import build_rows
     from harness.records import read_predictions
@@ -957,6 +960,8 @@ async def run_eval(
             error = CacheMissError(miss_summary(misses, cache.describe()["source"], total=planned))
             error.misses = misses
             raise error
+
+    executed = await prefill(prepared, selected, cache) if prefill is not None and selected else None
 
     run_dir = out_dir or default_run_dir(spec)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -1060,6 +1065,8 @@ async def run_eval(
     }
     if cache is not None:
         run["cache"] = cache.describe()
+    if executed is not None:
+        run["execution"] = executed
     status, reasons, warnings = decide_status(
         results, baseline_results, predictions,
         max_error_share=spec.run.max_error_share if max_error_share is None else max_error_share,

@@ -305,6 +305,60 @@ class RunSettings(_Strict):
     strict: bool = Field(False, description="A model skipped for a missing key makes the run incomplete (exit 4).")
 
 
+class Execution(_Strict):
+    """Where the model requests run (harness.ray_executor): here, or fanned out by Ray Data's LLM
+    batch API. Either way the harness renders every request and reads every answer through the
+    response cache; `harness eval --executor ray|local` overrides `engine`."""
+
+    engine: Literal["local", "ray"] = Field("local", description="local: this process; ray: a Ray Data pipeline first.")
+    backend: Literal["http", "vllm"] = Field(
+        "http", description="http: OpenAI-compatible endpoints (HttpRequestProcessorConfig); "
+        "vllm: vLLM engines inside Ray (vLLMEngineProcessorConfig; models with provider vllm).",
+    )
+    address: str | None = Field(
+        None, description="ray.init address (`auto`, `ray://head:10001`); default: start a local Ray instance.",
+    )
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray instance (default: all).")
+    replicas: int = Field(1, ge=1, description="http: Ray actors sending requests; vllm: engine replicas.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Rows per Ray batch; http: also the requests in flight per actor "
+        "(default: the model's concurrency, so one replica loads a server as a local run does).",
+    )
+    base_urls: list[str] = Field(
+        default_factory=list,
+        description="http: OpenAI-compatible replicas of the model's server to spread requests over "
+        "(default: the model's own server; a launched llama-server is started for the pass).",
+    )
+    qps: int | None = Field(None, ge=1, description="http: at most this many requests per second per actor.")
+    gpus_per_replica: float | None = Field(
+        None, gt=0, description="vllm: GPUs per engine replica (default tensor x pipeline parallel size; "
+        "a fraction packs small models).",
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: tensor parallel size per replica.")
+    pipeline_parallel_size: int = Field(1, ge=1, description="vllm: pipeline parallel size per replica.")
+    accelerator_type: str | None = Field(None, description="vllm: Ray accelerator type (e.g. A100, H100).")
+    max_model_len: int | None = Field(None, ge=1, description="vllm: engine max_model_len.")
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="vllm: more vLLM engine arguments.")
+    runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env for the workers (pip, env_vars, ...).")
+
+    @model_validator(mode="after")
+    def _per_backend(self) -> "Execution":
+        if self.backend != "http":
+            for name in ("base_urls", "qps"):
+                if getattr(self, name):
+                    raise _At((name,), f"is for backend: http, not {self.backend!r}")
+        if self.backend != "vllm":
+            for name in ("gpus_per_replica", "accelerator_type", "max_model_len", "engine_kwargs"):
+                if getattr(self, name):
+                    raise _At((name,), f"is for backend: vllm, not {self.backend!r}")
+            for name in ("tensor_parallel_size", "pipeline_parallel_size"):
+                if getattr(self, name) != 1:
+                    raise _At((name,), f"is for backend: vllm, not {self.backend!r}")
+        if self.address is not None and self.num_cpus is not None:
+            raise _At(("num_cpus",), "sizes a local Ray instance; with `address` the cluster has its own")
+        return self
+
+
 class Spec(_Strict):
     name: Name
     description: str = ""
@@ -327,6 +381,7 @@ class Spec(_Strict):
         "prompts and models and reported per suite (pass rate, failures), outside the main metrics.",
     )
     run: RunSettings = Field(default_factory=RunSettings)
+    execution: Execution = Field(default_factory=Execution)
 
     _path: Path | None = PrivateAttr(None)
     _lines: dict = PrivateAttr(default_factory=dict)  # key path -> line in the spec file

@@ -33,6 +33,7 @@ class GroqProvider(OpenAIProvider):
     default_base_url = GROQ_URL
     sdk = "groq"
     hosted_hosts = ("api.groq.com",)
+    direct_capable = False  # Groq's URL layout and usage extras stay with its SDK
 
     def __init__(self, model):
         super().__init__(model)

@@ -1,6 +1,14 @@
-"""OpenAI and any OpenAI-compatible server, through the official SDK's AsyncOpenAI client.
+"""OpenAI and any OpenAI-compatible server: hosted APIs through the official SDK's AsyncOpenAI
+client, self-hosted servers through the harness's direct HTTP client (`providers.http`).
 
-The client is created in `start()`, inside the running event loop (an AsyncOpenAI reused across
+Which client: api.openai.com and other hosted APIs (`hosted_hosts`), and the Batch API, use the
+SDK. A self-hosted server (`base_url` on any other host: llama.cpp, vLLM, Ollama, LM Studio, ...)
+gets the direct client — aiohttp + orjson, several milliseconds of CPU less per request — unless
+`options: {client: sdk}`. Both send the same body (`build_body`, so cache keys do not depend on the
+client) and read replies with the same reader (`providers.wire.read_completion`) into the same
+outcomes and error kinds.
+
+Clients are created in `start()`, inside the running event loop (an AsyncOpenAI reused across
 event loops fails with "Event loop is closed"). Requests go through the shared scheduler
 (`providers.scheduling`): one adaptive limiter per (provider, base URL, key hash), per-request
 timeouts, retries with backoff that honour Retry-After. The SDK's own retries are switched off
@@ -32,10 +40,11 @@ the names it serves. With `options: {batch: true}` the model runs through the Ba
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import time
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
@@ -43,12 +52,22 @@ from pydantic import Field
 from harness.errors import HarnessError
 from providers.base import ChatRequest, ChatResponse, Provider, ProviderOptions
 from providers.batch import BatchJob, custom_id
-from providers.scheduling import Attempt, RetryPolicy, Scheduler, limiter_for
+from providers.http import (
+    AiohttpTransport, DirectClient, HttpxTransport, Transport, TransportError, decode, encode, release_transport,
+    shared_transport,
+)
+from providers.scheduling import Attempt, RetryPolicy, Scheduler, key_fingerprint, limiter_for
 from providers.wire import (  # noqa: F401 - redact, describe_error, notice, read_completion: public here too
     STATUS_KIND, connect_failure, describe_error, error_code, notice, read_completion, redact,
 )
+from providers.wire import short as _short_text
 
 OPENAI_URL = "https://api.openai.com/v1"
+# The SDK's exception class names per status: the direct client names errors the same way, so an
+# error message reads the same whichever client met it.
+STATUS_ERROR = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",
+                404: "NotFoundError", 409: "ConflictError", 422: "UnprocessableEntityError",
+                429: "RateLimitError"}
 CONNECT_TIMEOUT_S = 10.0  # TCP + TLS setup; a reply may take up to the model's timeout_s
 
 # Value constraints left out of hosted strict schemas (validated locally instead).
@@ -71,6 +90,10 @@ class HttpOptions(ProviderOptions):
     )
     schema_constraints: Literal["keep", "drop"] = Field(
         "drop", description="keep: send value constraints (minimum, pattern, ...) in hosted strict schemas."
+    )
+    client: Literal["auto", "sdk"] = Field(
+        "auto", description="auto: self-hosted servers through the harness's direct HTTP client, hosted "
+        "APIs through the official SDK; sdk: the SDK for every server."
     )
 
 
@@ -180,15 +203,22 @@ class OpenAIProvider(Provider):
     default_base_url = OPENAI_URL
     sdk = "openai"  # the SDK module whose exception and type classes are used
     hosted_hosts: tuple[str, ...] = ("api.openai.com",)  # hosts with strict-mode rules and billing
-    # Supplies the SDK's HTTP client when set (tests replay recorded wire traffic through it); a
+    # Supplies an httpx-style AsyncClient when set (tests replay recorded wire traffic through it):
+    # the SDK's http_client, or the direct client's transport (providers.http.HttpxTransport). A
     # class attribute so it can be set for providers the runner creates.
     http_client_factory: Callable[[], Any] | None = None
+    # Whether self-hosted base URLs may use the direct client (Groq's SDK path is always kept).
+    direct_capable: ClassVar[bool] = True
+    _raw_base_url: str | None = None  # base_url memo (see the property)
+    _base_url: str = ""
     Options = OpenAIOptions
     has_batch_api = True
 
     def __init__(self, model):
         super().__init__(model)
-        self.client = None
+        self.client = None  # the SDK client (hosted APIs, `client: sdk`)
+        self.direct: DirectClient | None = None  # the direct client (self-hosted servers)
+        self._transport_key: tuple | None = None
         self.scheduler: Scheduler | None = None
         self._create_params: frozenset[str] | None = None
         self._batch_results: dict[str, ChatResponse] | None = None
@@ -200,7 +230,9 @@ class OpenAIProvider(Provider):
     @property
     def base_url(self) -> str:
         url = self.model.base_url or os.environ.get(self.base_url_env) or self.default_base_url
-        return normalise_base_url(url) if url else url
+        if url != self._raw_base_url:  # normalised once: the cache key reads it on every request
+            self._raw_base_url, self._base_url = url, normalise_base_url(url) if url else url
+        return self._base_url
 
     @property
     def is_hosted_openai(self) -> bool:
@@ -224,6 +256,13 @@ class OpenAIProvider(Provider):
     @property
     def served_name(self) -> str:
         return self.model.model
+
+    @property
+    def uses_direct_client(self) -> bool:
+        """Self-hosted servers go through providers.http; hosted APIs (strict structured outputs,
+        billing, rate-limit semantics the SDK tracks) and the Batch API keep the official SDK."""
+        return (self.direct_capable and self.options.client == "auto" and not self.is_hosted
+                and not self.prefetches)
 
     @property
     def prefetches(self) -> bool:
@@ -322,14 +361,34 @@ class OpenAIProvider(Provider):
         )
 
     async def start(self) -> None:
-        self.client = self._make_client()
+        if self.uses_direct_client:
+            self.direct = DirectClient(self.base_url, self.api_key, self._open_transport())
+        else:
+            self.client = self._make_client()
         limiter = limiter_for(self.name, self.endpoint(), self.api_key, self.model.concurrency)
         self.scheduler = Scheduler(limiter, self.retry_policy())
+
+    def _open_transport(self) -> Transport:
+        """The endpoint's shared connection pool (every model and prompt sending to this base URL
+        with this key uses one), or a private replaying transport in tests."""
+        factory = type(self).http_client_factory
+        if factory is not None:
+            return HttpxTransport(factory())
+        self._transport_key = ("http", self.base_url, key_fingerprint(self.api_key))
+        connect = min(CONNECT_TIMEOUT_S, self.model.timeout_s)
+        return shared_transport(self._transport_key, lambda: AiohttpTransport(self.base_url, connect_timeout_s=connect))
 
     async def stop(self) -> None:
         if self.client is not None:
             client, self.client = self.client, None
             await client.close()
+        if self.direct is not None:
+            direct, self.direct = self.direct, None
+            if self._transport_key is not None:
+                key, self._transport_key = self._transport_key, None
+                await release_transport(key)
+            else:
+                await direct.transport.close()
 
     def stats(self) -> dict[str, Any] | None:
         return self.scheduler.limiter.snapshot() if self.scheduler is not None else None
@@ -351,6 +410,8 @@ class OpenAIProvider(Provider):
         """One HTTP exchange, never raising for anything the server sends: an API error, a lost
         connection or a reply that is not a usable completion (not JSON, cut short, no `choices`,
         an error object in a 200, ...) comes back as a response with `error` set."""
+        if self.direct is not None:
+            return await self._direct_attempt(body)
         sdk = __import__(self.sdk)
         kwargs = self.create_kwargs(body)
         started = time.perf_counter()
@@ -372,30 +433,83 @@ class OpenAIProvider(Provider):
         response = read_completion(completion, time.perf_counter() - started)
         return Attempt(response, status=raw.status_code, headers=dict(raw.headers))
 
+    async def _direct_attempt(self, body: dict[str, Any]) -> Attempt:
+        """`attempt` through the direct client: the body as JSON bytes, the reply read as a dict."""
+        try:
+            content = encode(body)
+        except TypeError as exc:  # e.g. an integer beyond 64 bits in extra_body
+            return Attempt(ChatResponse(error=f"the request body is not JSON-encodable: {exc}",
+                                        error_kind="bad_request"))
+        started = time.perf_counter()
+        try:
+            reply = await self.direct.post("/chat/completions", content)
+        except TransportError as exc:
+            latency = time.perf_counter() - started
+            name = {"timeout": "APITimeoutError"}.get(exc.kind, "APIConnectionError")
+            return await self._error_attempt(
+                exc.kind, f"{name}: {exc.reason}", latency,
+                unreachable=exc.reason if exc.kind == "unreachable" else None,
+                lost=exc.reason if exc.kind == "connection" else None,
+            )
+        latency = time.perf_counter() - started
+        status = reply.status
+        try:
+            data = decode(reply.content) if reply.content else None
+        except ValueError:
+            data = reply.content.decode("utf-8", "replace")
+        if not 200 <= status < 300:
+            detail = data.get("error", data) if isinstance(data, dict) else data
+            text = detail.get("message") if isinstance(detail, dict) else detail
+            code = (detail.get("code") or detail.get("type")) if isinstance(detail, dict) else None
+            name = STATUS_ERROR.get(status, "InternalServerError" if status >= 500 else "APIStatusError")
+            kind = STATUS_KIND.get(status, "server" if status >= 500 else "bad_request")
+            if not (isinstance(data, dict) and isinstance(text, str) and text):
+                text = _short_text(text) if text else "no detail"  # not an error object: cut short
+            message = f"{name} ({status}): {text}"  # the server's own message in full, as the SDK gives it
+            return await self._error_attempt(kind, message, latency, status=status, headers=reply.headers, code=code)
+        if isinstance(data, str):
+            response = ChatResponse(
+                error=f"HTTP {status}: the reply is not a JSON completion: {_short_text(data)}",
+                error_kind="server", latency_s=latency,
+            )
+        else:
+            response = read_completion(data, latency)
+        return Attempt(response, status=status, headers=reply.headers)
+
     async def _failed(self, exc: Exception, latency_s: float) -> Attempt:
+        """`attempt`'s outcome for an SDK exception."""
         sdk = __import__(self.sdk)
         status = getattr(exc, "status_code", None)
         headers = dict(exc.response.headers) if getattr(exc, "response", None) is not None else {}
-        unreachable = None
+        unreachable = lost = None
         if isinstance(exc, sdk.APITimeoutError):
             unreachable = connect_failure(exc)  # only a connect timeout: the host never answered
             kind = "unreachable" if unreachable else "timeout"
         elif isinstance(exc, sdk.APIConnectionError):
             unreachable = connect_failure(exc)
             kind = "unreachable" if unreachable else "connection"
+            if kind == "connection" and exc.__cause__ is not None:
+                cause = exc.__cause__
+                lost = f"{type(cause).__name__}: {str(cause)[:160] or 'no detail'}"
         elif status is not None:
             kind = STATUS_KIND.get(status, "server" if status >= 500 else "bad_request")
         else:
             kind = "server"
-        message = describe_error(exc)
+        return await self._error_attempt(kind, describe_error(exc), latency_s, status=status, headers=headers,
+                                         code=error_code(exc), unreachable=unreachable, lost=lost)
+
+    async def _error_attempt(
+        self, kind: str, message: str, latency_s: float | None, *, status: int | None = None,
+        headers: Any = None, code: str | None = None, unreachable: str | None = None, lost: str | None = None,
+    ) -> Attempt:
+        """A failed exchange as an Attempt, whichever client saw it: the message says what to do
+        (start the server, check the key, pick a served model name), with the key redacted."""
         if unreachable:
             message = (f"cannot reach {self.base_url}: {unreachable} — is the server running? "
                        f"check base_url / {self.base_url_env}")
-        elif kind == "connection" and exc.__cause__ is not None:
-            cause = exc.__cause__
-            message = (f"the connection was lost before a complete reply "
-                       f"({type(cause).__name__}: {str(cause)[:160] or 'no detail'})")
-        elif status == 429 and error_code(exc) == "insufficient_quota":
+        elif kind == "connection" and lost:
+            message = f"the connection was lost before a complete reply ({lost})"
+        elif status == 429 and code == "insufficient_quota":
             # out of credits: every further request fails the same way, so stop like a bad key
             kind = "auth"
             message += " — the account is out of quota: check its plan and billing"
@@ -411,14 +525,20 @@ class OpenAIProvider(Provider):
                 message += " — OpenAI-compatible servers usually answer under /v1: check base_url"
         return Attempt(
             ChatResponse(error=redact(message, self.api_key), error_kind=kind, latency_s=latency_s),
-            status=status, headers=headers,
+            status=status, headers=headers if headers is not None else {},
         )
 
     async def _list_served_models(self) -> list[str] | None:
         if self._served_models is None:
             try:
-                page = await self.client.models.list()
-                self._served_models = [m.id for m in page.data]
+                if self.direct is not None:
+                    # outside the scheduler, so bounded here: a hint must not hang the request
+                    async with asyncio.timeout(min(CONNECT_TIMEOUT_S, self.model.timeout_s)):
+                        reply = await self.direct.get("/models")
+                    self._served_models = [m["id"] for m in decode(reply.content)["data"]]
+                else:
+                    page = await self.client.models.list()
+                    self._served_models = [m.id for m in page.data]
             except Exception:  # noqa: BLE001 - only a hint for an error message
                 return None
         return self._served_models

@@ -286,7 +286,9 @@ class Scheduler:
             release: dict[str, Any] = {"ok": False}  # a cancelled request still frees its slot
             try:
                 try:
-                    result = await asyncio.wait_for(attempt(), policy.timeout_s)
+                    # asyncio.timeout, not wait_for: no extra task per attempt (cheaper on the hot path)
+                    async with asyncio.timeout(policy.timeout_s):
+                        result = await attempt()
                 except TimeoutError:
                     result = Attempt(ChatResponse(
                         error=f"no complete answer within {policy.timeout_s:g}s (timeout_s)",

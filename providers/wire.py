@@ -38,10 +38,18 @@ def redact(text: str | None, secret: str | None) -> str | None:
     return re.sub(r"\b(sk|gsk|xai|pk)[-_][A-Za-z0-9*_\-]{8,}", "[redacted]", text)
 
 
-def _short(value: Any, limit: int = 120) -> str:
+def short(value: Any, limit: int = 120) -> str:
     text = value if isinstance(value, str) else repr(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _get(obj: Any, name: str) -> Any:
+    """A field of a reply read either way: a parsed JSON dict (the direct client, Batch output) or
+    an SDK response object (its unknown fields are attributes too), so one reader serves both."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 def completion_problem(completion: Any) -> str | None:
@@ -49,27 +57,27 @@ def completion_problem(completion: Any) -> str | None:
     if completion is None:
         return "the reply has no body"
     if isinstance(completion, (str, bytes)):  # the SDK hands back text it could not read as JSON
-        return f"the reply is not a JSON completion: {_short(completion)}"
-    extra = getattr(completion, "model_extra", None) or {}
-    error = extra.get("error") if isinstance(extra, dict) else None
-    choices = getattr(completion, "choices", None)
+        return f"the reply is not a JSON completion: {short(completion)}"
+    error = _get(completion, "error")
+    choices = _get(completion, "choices")
     if error and not choices:
         message = error.get("message") if isinstance(error, dict) else error
-        return f"the reply carries an error instead of a completion: {_short(message)}"
+        return f"the reply carries an error instead of a completion: {short(message)}"
     if choices is None:
         return "the reply has no `choices`"
     if not isinstance(choices, list):
-        return f"`choices` is not a list: {_short(choices)}"
+        return f"`choices` is not a list: {short(choices)}"
     if not choices:
         return "the reply has an empty `choices`"
-    if getattr(choices[0], "message", None) is None:
+    if _get(choices[0], "message") is None:
         return "the first choice has no `message`"
     return None
 
 
 def read_completion(completion: Any, latency_s: float | None) -> ChatResponse:
-    """A chat.completions response object -> ChatResponse (shared by OpenAI-shaped providers).
-    A reply that is not a usable completion comes back with `error` set, kind `server`."""
+    """A chat.completions reply -> ChatResponse (shared by every OpenAI-shaped provider and the
+    Batch API), from a parsed JSON dict or an SDK response object. A reply that is not a usable
+    completion comes back with `error` set, kind `server`."""
     problem = completion_problem(completion)
     if problem is not None:
         return ChatResponse(error=problem, error_kind="server", latency_s=latency_s)
@@ -77,48 +85,71 @@ def read_completion(completion: Any, latency_s: float | None) -> ChatResponse:
         return _read(completion, latency_s)
     except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:  # odd field shapes
         return ChatResponse(error=f"the reply is not a readable completion: {type(exc).__name__}: "
-                            f"{_short(str(exc))}", error_kind="server", latency_s=latency_s)
+                            f"{short(str(exc))}", error_kind="server", latency_s=latency_s)
 
 
 def _read(completion: Any, latency_s: float | None) -> ChatResponse:
-    choice = completion.choices[0]
-    message = choice.message
+    choice = completion["choices"][0] if isinstance(completion, dict) else completion.choices[0]
+    message = _get(choice, "message")
     usage: dict[str, Any] = {}
-    if getattr(completion, "usage", None) is not None:
-        u = completion.usage
-        usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}
-        details = getattr(u, "prompt_tokens_details", None)
-        if details is not None and getattr(details, "cached_tokens", None) is not None:
-            usage["cached_tokens"] = details.cached_tokens
-        details = getattr(u, "completion_tokens_details", None)
-        if details is not None and getattr(details, "reasoning_tokens", None):
-            usage["reasoning_tokens"] = details.reasoning_tokens
+    u = _get(completion, "usage")
+    if u is not None:
+        usage = {"prompt_tokens": _get(u, "prompt_tokens"), "completion_tokens": _get(u, "completion_tokens")}
+        details = _get(u, "prompt_tokens_details")
+        if details is not None and _get(details, "cached_tokens") is not None:
+            usage["cached_tokens"] = _get(details, "cached_tokens")
+        details = _get(u, "completion_tokens_details")
+        if details is not None and _get(details, "reasoning_tokens"):
+            usage["reasoning_tokens"] = _get(details, "reasoning_tokens")
         for timing in ("queue_time", "prompt_time", "completion_time", "total_time"):  # Groq
-            value = getattr(u, timing, None)
+            value = _get(u, timing)
             if value is not None:
                 usage[timing] = value
+    # llama.cpp: prompt/predicted milliseconds in `timings`, read into Groq's names (seconds), so
+    # predictions carry one server_timing shape whatever the server
+    timings = _get(completion, "timings")
+    if isinstance(timings, dict):
+        _read_llamacpp_timings(timings, usage)
     logprobs = None
-    if getattr(choice, "logprobs", None) is not None and choice.logprobs.content:
+    lp = _get(choice, "logprobs")
+    content = _get(lp, "content") if lp is not None else None
+    if content:
         logprobs = [
             {
-                "token": t.token,
-                "logprob": t.logprob,
-                "top_logprobs": [{"token": x.token, "logprob": x.logprob} for x in (t.top_logprobs or [])],
+                "token": _get(t, "token"),
+                "logprob": _get(t, "logprob"),
+                "top_logprobs": [{"token": _get(x, "token"), "logprob": _get(x, "logprob")}
+                                 for x in (_get(t, "top_logprobs") or [])],
             }
-            for t in choice.logprobs.content
+            for t in content
         ]
-    text = message.content
+    text = _get(message, "content")
     if text is not None and not isinstance(text, str):
         raise TypeError(f"message.content is {type(text).__name__}, not text")
     return ChatResponse(
         text=text,
-        finish_reason=getattr(choice, "finish_reason", None),
-        refusal=getattr(message, "refusal", None),
+        finish_reason=_get(choice, "finish_reason"),
+        refusal=_get(message, "refusal"),
         usage=usage,
         logprobs=logprobs,
-        served_model=getattr(completion, "model", None),
+        served_model=_get(completion, "model"),
         latency_s=latency_s,
     )
+
+
+def _read_llamacpp_timings(timings: dict, usage: dict[str, Any]) -> None:
+    """llama-server's top-level `timings` -> usage: prompt and generation seconds (Groq's names)
+    and, when usage has no `prompt_tokens_details`, the prompt tokens reused from its KV cache."""
+    prompt_ms, predicted_ms = timings.get("prompt_ms"), timings.get("predicted_ms")
+    if isinstance(prompt_ms, (int, float)) and "prompt_time" not in usage:
+        usage["prompt_time"] = round(prompt_ms / 1000, 6)
+    if isinstance(predicted_ms, (int, float)) and "completion_time" not in usage:
+        usage["completion_time"] = round(predicted_ms / 1000, 6)
+    if "total_time" not in usage and isinstance(prompt_ms, (int, float)) and isinstance(predicted_ms, (int, float)):
+        usage["total_time"] = round((prompt_ms + predicted_ms) / 1000, 6)
+    cache_n = timings.get("cache_n")
+    if isinstance(cache_n, int) and "cached_tokens" not in usage:
+        usage["cached_tokens"] = cache_n
 
 
 def error_code(exc: Exception) -> str | None:
@@ -154,7 +185,7 @@ def connect_failure(exc: BaseException) -> str | None:
         if isinstance(cause, socket.gaierror):
             return "the host name does not resolve"
         if isinstance(cause, ssl.SSLError):
-            return f"TLS handshake failed ({_short(str(cause), 80)})"
+            return f"TLS handshake failed ({short(str(cause), 80)})"
         cause = cause.__cause__ or cause.__context__
     text = " ".join(names) + " " + str(exc.__cause__ or exc)
     if "ConnectError" in names or "ConnectTimeout" in names:
@@ -167,5 +198,5 @@ def connect_failure(exc: BaseException) -> str | None:
             return "TLS handshake failed"
         if "ConnectTimeout" in names:
             return "connect timed out"
-        return _short(str(exc.__cause__ or exc), 80) or "cannot connect"
+        return short(str(exc.__cause__ or exc), 80) or "cannot connect"
     return None

@@ -3,7 +3,6 @@ replayed by an httpx MockTransport."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -16,7 +15,7 @@ from providers import get_provider_class
 from providers.base import ChatRequest
 from providers.groq import GroqProvider
 from test_openai_provider import LABEL_SCHEMA, MESSAGES, make_spec
-from wire_replay import Wire
+from wire_replay import Wire, send_through
 
 KEY = "gsk_testabcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -34,18 +33,8 @@ def make_model(model: str = "llama-3.1-8b-instant", **kw) -> Model:
 
 
 def run(provider: GroqProvider, wire: Wire, bodies: list[dict]):
-    async def main():
-        GroqProvider.http_client_factory = staticmethod(wire.client_factory())
-        try:
-            await provider.start()
-            try:
-                return await asyncio.gather(*(provider.send(b) for b in bodies))
-            finally:
-                await provider.stop()
-        finally:
-            GroqProvider.http_client_factory = None
-
-    return asyncio.run(main())
+    """Start the provider with the replaying client, send `bodies` concurrently, stop."""
+    return send_through(provider, wire, bodies)
 
 
 def request(params: Params | None = None) -> ChatRequest:

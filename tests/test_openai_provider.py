@@ -3,7 +3,6 @@ replayed by an httpx2 MockTransport: exact request bodies, reading answers, retr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
@@ -17,7 +16,7 @@ from harness.spec import Model, Params, Spec
 from harness.validate import AnswerContract
 from providers.base import ChatRequest
 from providers.openai import OpenAIProvider, normalise_base_url, redact, strict_schema_problems, wire_schema
-from wire_replay import Wire
+from wire_replay import Wire, send_through
 
 KEY = "sk-test-abcdefghijklmnopqrstuvwxyz0123456789"
 MESSAGES = [
@@ -61,19 +60,7 @@ def api_key(monkeypatch):
 
 def run(provider: OpenAIProvider, wire: Wire, bodies: list[dict]):
     """Start the provider with the replaying client, send `bodies` concurrently, stop."""
-
-    async def main():
-        OpenAIProvider.http_client_factory = staticmethod(wire.client_factory())
-        try:
-            await provider.start()
-            try:
-                return await asyncio.gather(*(provider.send(b) for b in bodies))
-            finally:
-                await provider.stop()
-        finally:
-            OpenAIProvider.http_client_factory = None
-
-    return asyncio.run(main())
+    return send_through(provider, wire, bodies)
 
 
 def request(contract: AnswerContract, mode: str = "json_schema", params: Params | None = None) -> ChatRequest:

@@ -4,7 +4,8 @@ reply within the timeout, a 5xx — is retried and, when retries run out, record
 with the reason for that example. A server that cannot be reached at all stops the model at once.
 
 The faults come from a real loopback HTTP server (tests/http_stub.py) driven by a per-request script
-(first attempt bad, then good; twice bad; always bad), through the real AsyncOpenAI client."""
+(first attempt bad, then good; twice bad; always bad), through the harness's direct client
+(providers/http.py) and through the real AsyncOpenAI client."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 
 from harness.cache import ResponseCache
 from harness.records import read_predictions
@@ -68,7 +70,8 @@ def write_spec(tmp: Path, base_url: str, rows: list[dict], **model) -> Path:
     return path
 
 
-def test_every_bad_reply_is_retried_and_ends_as_one_outcome_per_example(tmp_path):
+@pytest.mark.parametrize("client", ["auto", "sdk"])  # the direct client (providers/http.py) and the SDK
+def test_every_bad_reply_is_retried_and_ends_as_one_outcome_per_example(tmp_path, client):
     rows, expected = [], {}
     for kind in FAULTS:
         for plan in PLANS:
@@ -77,7 +80,8 @@ def test_every_bad_reply_is_retried_and_ends_as_one_outcome_per_example(tmp_path
             rows.append({"text": text, "label": "positive" if good else "negative"})
             expected[text] = (kind, plan)
     with OpenAIStub(script=script, stall_s=1.2) as stub:
-        spec = load_spec(write_spec(tmp_path, stub.base_url, rows))
+        spec = load_spec(write_spec(tmp_path, stub.base_url, rows,
+                                    options={"retry_base_s": 0.01, "retry_max_s": 0.05, "client": client}))
         cache = ResponseCache("rw", tmp_path / "cache")
         try:  # no crash, whatever the server sent
             outcome = asyncio.run(run_eval(spec, out_dir=tmp_path / "run", baselines=[], cache=cache))

@@ -61,3 +61,22 @@ class Wire:
 
     def client_factory(self) -> Callable[[], Any]:
         return lambda: self.http.AsyncClient(transport=self.http.MockTransport(self.handler))
+
+
+def send_through(provider, wire: Wire, bodies: list[dict]) -> list:
+    """Start `provider` with `wire` as its HTTP client (the SDK's http_client, or the direct
+    client's transport), send `bodies` concurrently, stop; the responses in order."""
+    cls = type(provider)
+
+    async def main():
+        cls.http_client_factory = staticmethod(wire.client_factory())
+        try:
+            await provider.start()
+            try:
+                return await asyncio.gather(*(provider.send(b) for b in bodies))
+            finally:
+                await provider.stop()
+        finally:
+            cls.http_client_factory = None
+
+    return asyncio.run(main())

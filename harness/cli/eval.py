@@ -23,6 +23,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, help="requests in flight per model")
     p.add_argument("--batch", action="store_true",
                    help="send the models through the OpenAI/Groq Batch API (half price; answers within the batch window)")
+    p.add_argument("--executor", choices=("local", "ray"),
+                   help="ray: answer the uncached requests with a Ray Data pipeline first (spec `execution:`; "
+                   "pip install 'harness[ray]'); default: the spec's execution.engine, else local")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--cache", choices=("rw", "read", "write", "off", "replay"), default="rw",
@@ -137,6 +140,11 @@ def _run(args: argparse.Namespace) -> int:
             raise HarnessError("--no-models and --model contradict each other; drop one")
         models = []  # the baselines only: no LLM is called
     err = console(stderr=True)
+    prefill = None
+    if (args.executor or spec.execution.engine) == "ray":
+        from harness.ray_executor import RayExecutor
+
+        prefill = RayExecutor(spec.execution, log=lambda message: err.print(message, markup=False)).prefill
     cache = open_cache(args, spec)
     try:
         with Progress(enabled=not args.quiet) as progress:
@@ -154,6 +162,7 @@ def _run(args: argparse.Namespace) -> int:
                     baselines=selected_baselines(args, spec),
                     max_error_share=args.max_error_share,
                     strict=args.strict or None,
+                    prefill=prefill,
                 )
             )
     finally:
