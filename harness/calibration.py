@@ -158,3 +158,25 @@ def _fit_bias(z: np.ndarray, y: np.ndarray, k: int, metric: str) -> np.ndarray:
         if not changed:
             break
     return bias
+
+
+def fit_score_threshold(scores, y, labels: list[str], *, metric: str = "accuracy",
+                        fixed: float = 0.5) -> dict[str, Any]:
+    """The decision threshold of a generated 0-1 score answer (P(labels[1])), fitted on
+    validation scores `scores` with gold indices `y` by the `threshold` method above: scores are
+    read as probabilities (1 - s, s) and the threshold is where the fitted log-bias moves the
+    decision, so it lies between two validation scores (ties: nearest 0.5). Returns {"params":
+    {"metric", "threshold", "threshold_on", "log_bias"}, "validation": {"accuracy_before" (at
+    `fixed`), "accuracy_after", the same for macro_f1}}."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(y, dtype=int)
+    if len(y) < 2:
+        raise ValueError("a threshold needs at least 2 valid validation answers")
+    calibrator = fit("threshold", np.stack([1 - s, s], axis=1), y, labels, metric=metric)
+    t = calibrator.params["threshold"]
+    before, after = (s >= fixed).astype(int), (s >= t).astype(int)
+    return {"params": calibrator.params, "validation": {
+        "threshold_before": fixed,
+        "accuracy_before": round(accuracy(before, y), 6), "accuracy_after": round(accuracy(after, y), 6),
+        "macro_f1_before": round(macro_f1(before, y, 2), 6), "macro_f1_after": round(macro_f1(after, y, 2), 6),
+    }}

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.metrics import kernel
+from harness.metrics.repeats import split_repeats
 from harness.metrics.kernel import Encoding, encode, mcnemar_exact
 from harness.metrics.row import HEADLINE
 from harness.records import Prediction
@@ -173,7 +174,10 @@ def compare_runs(a: RunData, b: RunData, *, resamples: int = 2000, seed: int = 0
             out.setdefault((p.model, p.prompt), {})[p.example_id] = p
         return out
 
-    preds_a, preds_b = by_example(a.predictions), by_example(b.predictions)
+    # A repeated prompt pairs on its repeat 0 and its `@vote` row, one answer per example each
+    # (harness.metrics.repeats); the spread over repeats is set side by side in the notes.
+    preds_a, preds_b = by_example(split_repeats(a.predictions)[0]), by_example(split_repeats(b.predictions)[0])
+    notes += _repeat_notes(rows_a, rows_b, shared)
     texts = None
     if shared:
         texts, why = example_texts(b, a)
@@ -214,6 +218,29 @@ def compare_runs(a: RunData, b: RunData, *, resamples: int = 2000, seed: int = 0
     if not shared:
         notes.append("no model × prompt row appears in both runs: nothing to pair")
     return Comparison(a.name, b.name, pairs, only_a, only_b, notes)
+
+
+def _repeat_notes(rows_a: dict, rows_b: dict, shared: list) -> list[str]:
+    """One note per shared row of a repeated prompt: its figures are repeat 0's, and the mean ±
+    std of accuracy and the all-agree share over the repeats, in A and in B."""
+    from harness.report import spread_text
+
+    notes = []
+    for key in shared:
+        ra, rb = (rows_a[key].get("repeats") or {}), (rows_b[key].get("repeats") or {})
+        if "repeat_0" not in (ra.get("row"), rb.get("row")):
+            continue
+
+        def said(rep: dict) -> str:
+            if rep.get("row") != "repeat_0":
+                return "no repeats"
+            accuracy = spread_text((rep.get("figures") or {}).get("accuracy"), "pct")
+            agree = rep.get("all_agree")
+            return (f"{rep.get('repeats')} repeats, accuracy {accuracy}, all agree "
+                    + ("–" if agree is None else f"{agree:.1%}"))
+
+        notes.append(f"{key[0]} / {key[1]}: the figures are repeat 0's; A: {said(ra)}; B: {said(rb)}")
+    return notes
 
 
 # ---------------------------------------------------------------------------------------------

@@ -196,6 +196,7 @@ def load_view(run_dir: Path) -> RunView:
     golds: dict[str, Any] = {}
     slices: dict[str, dict] = {}
     path = run_dir / "predictions.jsonl"
+    repeated: list[Prediction] = []  # a model's `repeats:`: the vote rows are built from these
     if path.is_file():
         with open(path, encoding="utf-8") as f:
             for line in f:
@@ -209,9 +210,12 @@ def load_view(run_dir: Path) -> RunView:
                 if row is None:
                     continue
                 eid = str(p.get("example_id"))
+                if p.get("repeat") is not None:
+                    repeated.append(_prediction(p))
                 # absent reads as None (p.get); the record's required fields stay
                 p = {k: v for k, v in p.items() if v is not None or k in _REQUIRED}
-                row.preds[eid] = p
+                if not p.get("repeat"):  # a repeated prompt's row is its repeat 0
+                    row.preds[eid] = p
                 golds.setdefault(eid, p.get("gold"))
                 # the example's text and slices are kept once per example, not once per row (a
                 # 100k-example run would hold every text once per model x prompt)
@@ -225,6 +229,7 @@ def load_view(run_dir: Path) -> RunView:
                     texts.setdefault(eid, text)
                 if example_slices:
                     slices.setdefault(eid, example_slices)
+        _add_votes(by_key, repeated)
     else:
         notes.append("predictions.jsonl is missing: only the recorded figures are shown")
     if golds and not texts:
@@ -236,6 +241,20 @@ def load_view(run_dir: Path) -> RunView:
         templates=_json_file(run_dir / "templates.json", {}) or {},
         example_ids=sorted(golds, key=_natural), texts=texts, golds=golds, slices=slices, notes=notes,
     )
+
+
+def _add_votes(by_key: dict[str, Row], repeated: list[Prediction]) -> None:
+    """The `PROMPT@vote` rows' answers: the majority vote over the repeats, built by the same code
+    as their figures (harness.metrics.repeats)."""
+    if not repeated:
+        return
+    from harness.metrics.repeats import split_repeats
+
+    view, _ = split_repeats(repeated)
+    for p in view:
+        row = by_key.get(f"{p.model}|{p.prompt}")
+        if row is not None and p.repeat is None:
+            row.preds[p.example_id] = json.loads(p.to_json())
 
 
 _FIELDS: frozenset[str] | None = None
@@ -678,6 +697,36 @@ many of those are right.</p>{chart}{"<ul class='note'>" + "".join(without) + "</
 <h3>Reliability</h3>{rel_html}</section>"""
 
 
+def section_repeats(view: RunView) -> str:
+    """A model's `repeats:`: each headline figure's spread over the repeats, the agreement between
+    them and the majority-vote row (empty when no model repeats)."""
+    from harness.metrics.row import COLUMNS, HEADLINE
+    from harness.report import spread_text
+
+    rows = [r for r in view.rows if (r.metrics.get("repeats") or {}).get("row") == "repeat_0"]
+    if not rows:
+        return ""
+    kinds = {key: (header, kind) for key, header, kind, _ in COLUMNS}
+    by_key = {r.key: r for r in view.rows}
+    head = "".join(f"<th>{esc(kinds[k][0])}</th>" for k in HEADLINE)
+    body = []
+    for r in rows:
+        rep = r.metrics["repeats"]
+        vote = by_key.get(f"{r.key}@vote")
+        cells = "".join(f'<td class="num">{esc(spread_text((rep.get("figures") or {}).get(k), kinds[k][1]))}</td>'
+                        for k in HEADLINE)
+        body.append(f'<tr data-row="{esc(r.key)}"><td>{esc(r.label)}</td><td class="num">{esc(rep.get("repeats"))}</td>{cells}'
+                    f'<td class="num">{pct(rep.get("all_agree"))}</td><td class="num">{pct(rep.get("pairwise_agreement"))}</td>'
+                    f'<td class="num">{pct(vote.metrics.get("accuracy")) if vote else "–"}</td></tr>')
+    return f"""
+<section id="repeats"><h2>Repeats</h2>
+<p class="note">Every request asked several times (sampling at temperature &gt; 0): each figure as mean ± sample
+standard deviation [min–max] over the repeats. The row <code>PROMPT</code> is repeat 0; <code>PROMPT@vote</code> is the
+majority vote (a tie goes to the earliest repeat's answer). Agreement is over the examples answered in every repeat.</p>
+<table class="data repeats"><thead><tr><th>row</th><th>repeats</th>{head}<th>all agree</th><th>pairwise agreement</th>
+<th>vote accuracy</th></tr></thead><tbody>{"".join(body)}</tbody></table></section>"""
+
+
 def reliability_svg(cal: dict, size: int = 240) -> str:
     pad = 36
     inner = size - pad - 8
@@ -1003,13 +1052,17 @@ def build_report_html(run_dir: Path) -> str:
     pairs = all_pairs(view)
     sections = [
         _headline(view), section_matrix(view, pairs), section_significance(view, pairs), section_outcomes(view),
-        section_confusion(view), section_levels(view), section_confidence(view), section_cost(view), section_failures(view),
+        section_confusion(view), section_levels(view), section_confidence(view), section_repeats(view),
+        section_cost(view), section_failures(view),
         section_suites(view), section_browser(view), section_meta(view),
     ]
     nav = [("matrix", "matrix"), ("significance", "pairs"), ("outcomes", "outcomes"), ("confusion", "confusion"),
-           ("confidence", "confidence"), ("cost", "cost"), ("failures", "failures")]
+           ("confidence", "confidence")]
     if any(r.metrics.get("levels") for r in view.rows):
         nav.insert(4, ("levels", "levels"))
+    if any(r.metrics.get("repeats") for r in view.rows):
+        nav.append(("repeats", "repeats"))
+    nav += [("cost", "cost"), ("failures", "failures")]
     if view.suites:
         nav.append(("suites", "suites"))
     nav += [("examples", "examples"), ("run", "run")]

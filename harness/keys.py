@@ -26,10 +26,16 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def cache_material(provider: _Endpoint, body: dict) -> dict:
+def cache_material(provider: _Endpoint, body: dict, repeat: int = 0) -> dict:
     """What the response cache keys on: everything that decides the answer, nothing else (the
-    provider name, where the request goes and the exact JSON body sent)."""
-    return {"provider": provider.name, "endpoint": provider.endpoint(), "body": body}
+    provider name, where the request goes and the exact JSON body sent), and for a model's
+    `repeats:` the repeat index. Repeat 0 has no `repeat` key, so it is the very request of a
+    run without repeats (they share the cached answer); repeat i > 0 is a request of its own even
+    where the body cannot tell repeats apart (no seed), which keeps a replay exact."""
+    material = {"provider": provider.name, "endpoint": provider.endpoint(), "body": body}
+    if repeat:
+        material["repeat"] = repeat
+    return material
 
 
 def cache_key(material: dict) -> str:
@@ -37,6 +43,6 @@ def cache_key(material: dict) -> str:
     return hashlib.sha256(canonical_json({"v": KEY_VERSION, **material}).encode("utf-8")).hexdigest()
 
 
-def request_key(provider: _Endpoint, body: dict) -> str:
+def request_key(provider: _Endpoint, body: dict, repeat: int = 0) -> str:
     """The key of one request body sent by `provider` (the cache key of its material)."""
-    return cache_key(cache_material(provider, body))
+    return cache_key(cache_material(provider, body, repeat))

@@ -17,9 +17,9 @@ OUTCOMES: tuple[str, ...] = (
     "valid", "invalid_json", "schema_error", "refusal", "truncated", "api_error",
 )
 # How a valid answer was read: whole JSON, a fenced block, the first decodable object in the text,
-# an exact bare label, a label found after normalising case/punctuation/surrounding words, or a
-# baseline's own output.
-ParsedFrom = Literal["whole", "fence", "scan", "label", "normalized", "baseline"]
+# an exact bare label, a label found after normalising case/punctuation/surrounding words, a
+# baseline's own output, or the majority vote over a model's repeats (harness.metrics.repeats).
+ParsedFrom = Literal["whole", "fence", "scan", "label", "normalized", "baseline", "vote"]
 
 Gold = Union[str, tuple[str, ...]]
 
@@ -71,6 +71,9 @@ class Prediction:
     entropy: float | None = None
     # strategy: top_down: the answer at each level above the labels, coarsest first ({"ekman": "joy"})
     levels: dict[str, str] | None = None
+    # a model's `repeats:` (harness.metrics.repeats): which repeat of the request this answers,
+    # 0..N-1; None when the model asks each request once
+    repeat: int | None = None
 
     def to_json(self) -> str:
         # Field by field: dataclasses.asdict deep-copies every value, which was a fifth of a cached

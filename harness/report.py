@@ -305,6 +305,7 @@ def markdown_report(run: dict, metrics: list[dict], suites: list[dict] | None = 
         lines += _levels_markdown(metrics)
         lines += confidence_markdown(metrics)
         lines += coverage_markdown(metrics)
+        lines += repeats_markdown(metrics)
     else:
         lines += ["_No results._", ""]
 
@@ -350,6 +351,46 @@ def markdown_report(run: dict, metrics: list[dict], suites: list[dict] | None = 
                          f"{_md(item.get('reason', 'no reason given'))}")
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def spread_text(spread: dict | None, kind: str) -> str:
+    """`mean ± std [min–max]` of a figure over repeats, in the figure's units."""
+    if not spread or spread.get("mean") is None:
+        return DASH
+    scale, unit = (100, " pts") if kind == "pct" else (1, "")
+    std = spread.get("std")
+    text = _fmt(spread["mean"], kind)
+    if std is not None:
+        text += f" ± {std * scale:.{1 if kind == 'pct' else 3}f}{unit}"
+    return text + f" [{_fmt(spread['min'], kind)}–{_fmt(spread['max'], kind)}]"
+
+
+def repeats_markdown(metrics: list[dict]) -> list[str]:
+    """report.md section for a model's `repeats:`: the spread of every headline figure over the
+    repeats, the agreement between repeats, and the majority-vote row's accuracy."""
+    from harness.metrics.row import HEADLINE
+
+    rows = [m for m in metrics if (m.get("repeats") or {}).get("row") == "repeat_0"]
+    if not rows:
+        return []
+    by_key = {(m.get("model"), m.get("prompt")): m for m in metrics}
+    kinds = {key: (header, kind) for key, header, kind in _COLUMNS}
+    headers = ["model", "prompt", "repeats"] + [kinds[k][0] for k in HEADLINE] + ["all agree", "pairwise agreement", "vote accuracy"]
+    table = []
+    for m in rows:
+        rep = m["repeats"]
+        vote = by_key.get((m.get("model"), f"{m.get('prompt')}@vote")) or {}
+        table.append([_md(m.get("model")), _md(m.get("prompt")), str(rep.get("repeats"))]
+                     + [spread_text((rep.get("figures") or {}).get(k), kinds[k][1]) for k in HEADLINE]
+                     + [_fmt(rep.get("all_agree"), "pct"), _fmt(rep.get("pairwise_agreement"), "pct"),
+                        _fmt(vote.get("accuracy"), "pct")])
+    return ["## Repeats", "",
+            "Every request asked several times (sampling at temperature > 0). Each figure over the "
+            "repeats: mean ± sample standard deviation [min–max]. The row `PROMPT` above is repeat 0 "
+            "(the requests a run without repeats sends); `PROMPT@vote` is the majority vote over the "
+            "repeats (a tie goes to the earliest repeat's answer; its confidence is the winner's share "
+            "of the votes). Agreement is over the examples answered in every repeat.", ""] + \
+        _md_table(headers, table, [False, False] + [True] * (len(headers) - 2)) + [""]
 
 
 # ---------------------------------------------------------------------------------------------

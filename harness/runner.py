@@ -66,6 +66,7 @@ class PreparedPrompt:
     renderer: PromptRenderer
     mode: str
     response_format: dict | None
+    contract: AnswerContract  # the prompt's own output (`output:` on the prompt, else the spec's)
 
 
 def check_models(spec: Spec) -> None:
@@ -95,13 +96,15 @@ class Prepared:
     def __init__(self, spec: Spec, *, limit: int | None = None, prompt_names: list[str] | None = None):
         check_models(spec)
         self.spec = spec
-        self.contract = AnswerContract(spec)
+        self.contract = AnswerContract(spec)  # the spec-level output's
+        contracts = {id(p): AnswerContract(spec, p.output) if p.output else self.contract for p in spec.prompts}
         self.prompts = [
             PreparedPrompt(
                 p,
-                PromptRenderer(spec, p, self.contract.json_schema(), self.contract.gold_answer),
+                PromptRenderer(spec, p, contracts[id(p)].json_schema(), contracts[id(p)].gold_answer),
                 spec.mode_of(p),
-                self.contract.response_format(spec.mode_of(p)),
+                contracts[id(p)].response_format(spec.mode_of(p)),
+                contracts[id(p)],
             )
             for p in select_prompts(spec, prompt_names)
         ]
@@ -256,16 +259,28 @@ def _slice_value(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def request_body(prepared: Prepared, pp: PreparedPrompt, example: Example, model: Model, provider: Provider) -> dict:
+def repeats_of(model: Model, pp: PreparedPrompt) -> int:
+    """How many times each request of this prompt is asked: the model's `repeats` for generated
+    answers; once for label likelihood (its probabilities do not depend on sampling)."""
+    return model.repeats if pp.prompt.answer == "generate" else 1
+
+
+def request_body(prepared: Prepared, pp: PreparedPrompt, example: Example, model: Model, provider: Provider,
+                 repeat: int = 0) -> dict:
     """The exact JSON body the provider sends for one example under one prompt (for a
-    label-likelihood prompt: its first request; shared first tokens may add follow-ups)."""
+    label-likelihood prompt: its first request; shared first tokens may add follow-ups). Repeat
+    i > 0 of a seeded model sends seed + i: a server that honours the seed (llama-server does)
+    would otherwise sample the same answer every time."""
     if pp.prompt.answer == "label_likelihood":
         return likelihood_body(prepared, pp, prepared.messages(pp, example), model, provider)
     if pp.prompt.strategy == "top_down":  # the coarsest level's request; the next depend on its answer
         return step_body(prepared.step(pp, prepared.hierarchy.levels[-1], None), example, model, provider)
+    params = model.params
+    if repeat and params.seed is not None:
+        params = params.model_copy(update={"seed": params.seed + repeat})
     request = ChatRequest(
         messages=prepared.messages(pp, example),
-        params=model.params,
+        params=params,
         response_format=pp.response_format,
         # A choice constraint fits one-label answers only; multi-label answers list several.
         choices=prepared.spec.label_names if prepared.spec.task == "single_label" else None,
@@ -294,7 +309,9 @@ def calibration_examples(prepared: Prepared, pp: PreparedPrompt) -> list[Example
     """The examples a prompt's calibration is fitted on: the validation sample, or the content-free
     inputs for `contextual` (which needs no labels). Never the evaluated split."""
     cal = pp.prompt.calibration
-    if pp.prompt.answer != "label_likelihood" or cal is None or cal.method == "none":
+    if cal is None or cal.method == "none":
+        return []
+    if pp.prompt.answer != "label_likelihood" and not pp.contract.shape.fits_threshold:
         return []
     if cal.method == "contextual":
         fields = prepared.spec.dataset.text_fields
@@ -303,11 +320,13 @@ def calibration_examples(prepared: Prepared, pp: PreparedPrompt) -> list[Example
     return prepared.validation(cal.validation_limit).examples
 
 
-def planned_bodies(prepared: Prepared, pp: PreparedPrompt, model: Model, provider: Provider) -> list[tuple[str, dict]]:
-    """(example id, body) of every request a prompt makes that can be known before any answer:
-    calibration inputs first, then the evaluated split."""
-    return [(e.id, request_body(prepared, pp, e, model, provider))
-            for e in calibration_examples(prepared, pp) + list(prepared.run_examples)]  # suites last
+def planned_bodies(prepared: Prepared, pp: PreparedPrompt, model: Model, provider: Provider) -> list[tuple[str, dict, int]]:
+    """(example id, body, repeat) of every request a prompt makes that can be known before any
+    answer: calibration inputs first (asked once), then the evaluated split (every repeat)."""
+    out = [(e.id, request_body(prepared, pp, e, model, provider), 0) for e in calibration_examples(prepared, pp)]
+    for e in prepared.run_examples:  # suites last
+        out += [(e.id, request_body(prepared, pp, e, model, provider, r), r) for r in range(repeats_of(model, pp))]
+    return out
 
 
 def planned_requests(
@@ -339,11 +358,14 @@ def iter_planned_requests(prepared: Prepared, models: list[Model]) -> Iterator[d
                 yield _planned(model, provider, pp, example.id, request_body(prepared, pp, example, model, provider))
         for example in prepared.run_examples:
             for pp in prepared.prompts:
-                yield _planned(model, provider, pp, example.id, request_body(prepared, pp, example, model, provider))
+                for r in range(repeats_of(model, pp)):  # a model's `repeats:`, each its own key
+                    yield _planned(model, provider, pp, example.id,
+                                   request_body(prepared, pp, example, model, provider, r), r)
 
 
-def _planned(model: Model, provider: Provider, pp: PreparedPrompt, example_id: str, body: dict) -> dict:
-    material = cache_material(provider, body)
+def _planned(model: Model, provider: Provider, pp: PreparedPrompt, example_id: str, body: dict,
+             repeat: int = 0) -> dict:
+    material = cache_material(provider, body, repeat)
     return {"model": model.id, "prompt": pp.prompt.name, "example_id": example_id,
             "material": material, "key": cache_key(material)}
 
@@ -455,8 +477,8 @@ async def run_model(
                 await provider.start()
                 started = True
 
-    async def answer(body: dict) -> tuple[ChatResponse, bool]:
-        material = cache_material(provider, body)
+    async def answer(body: dict, repeat: int = 0) -> tuple[ChatResponse, bool]:
+        material = cache_material(provider, body, repeat)
         key = cache_key(material)
         response, cached, shared = await flights.run(key, lambda: answer_once(body, material, key))
         if shared and fatal and response.error is not None:
@@ -496,6 +518,7 @@ async def run_model(
 
     labels = prepared.spec.label_names
     calibrators: dict[str, Any] = {}
+    contracts: dict[str, AnswerContract] = {}  # prompt -> its contract with a fitted score threshold
     spans: dict[str, Span] = {}
     origin = time.perf_counter() if t_origin is None else t_origin
 
@@ -528,6 +551,8 @@ async def run_model(
         import numpy as np
 
         cal = pp.prompt.calibration
+        if pp.prompt.answer != "label_likelihood":
+            return await fit_threshold(pp)
         examples = calibration_examples(prepared, pp)
         got: dict[str, lk.LabelScores] = {}
 
@@ -565,6 +590,45 @@ async def run_model(
         record["params"] = calibrator.params
         result.calibration[pp.prompt.name] = record
         calibrators[pp.prompt.name] = calibrator
+
+    async def fit_threshold(pp: PreparedPrompt) -> None:
+        """A score prompt's decision threshold, fitted on its answers for the validation sample
+        (requests cached like any other, repeat 0 only); the evaluated split is then read with it."""
+        from harness import calibration as cb
+
+        cal = pp.prompt.calibration
+        examples = calibration_examples(prepared, pp)
+        scores: dict[str, float] = {}
+
+        async def ask(example: Example) -> None:
+            response, cached = await answer(request_body(prepared, pp, example, model, provider))
+            result.cache_hits += cached
+            if response.error_kind == "cache_miss":
+                result.cache_misses.append({"model": model.id, "prompt": pp.prompt.name, "example_id": example.id})
+            verdict = pp.contract.judge(response.text, pp.mode, finish_reason=response.finish_reason,
+                                        refusal=response.refusal, error=response.error)
+            if verdict.outcome == "valid" and verdict.label_probs:
+                scores[example.id] = verdict.label_probs[labels[1]]
+
+        await _pool(examples, ask, model.concurrency)
+        ok = [e for e in examples if e.id in scores]
+        fixed = pp.contract.output.threshold
+        record: dict[str, Any] = {"method": cal.method}
+        try:
+            fitted = cb.fit_score_threshold([scores[e.id] for e in ok], [labels.index(e.gold) for e in ok],
+                                            labels, metric=cal.metric, fixed=fixed)
+        except ValueError as exc:
+            record["error"] = f"not fitted: {exc} ({len(ok)} of {len(examples)} validation answers valid)"
+            result.calibration[pp.prompt.name] = record
+            return
+        record["params"] = fitted["params"]
+        record["validation"] = {
+            "split": prepared.spec.dataset.validation_split, "n": len(ok), "asked": len(examples),
+            "limit": cal.validation_limit, "seed": prepared.spec.dataset.seed, **fitted["validation"],
+        }
+        result.calibration[pp.prompt.name] = record
+        contracts[pp.prompt.name] = AnswerContract(prepared.spec, pp.contract.output,
+                                                   threshold=fitted["params"]["threshold"])
 
     async def one_likelihood(pp: PreparedPrompt, example: Example) -> None:
         scores, response, cached = await likelihood(pp, example)
@@ -663,12 +727,18 @@ async def run_model(
             return await one_likelihood(pp, example)
         if pp.prompt.strategy == "top_down":
             return await one_top_down(pp, example)
-        body = request_body(prepared, pp, example, model, provider)
-        response, cached = await answer(body)
+        repeats = repeats_of(model, pp)
+        for repeat in range(repeats):  # each cached on its own, before its prediction is written
+            await one_generated(pp, example, repeat if repeats > 1 else None)
+
+    async def one_generated(pp: PreparedPrompt, example: Example, repeat: int | None) -> None:
+        body = request_body(prepared, pp, example, model, provider, repeat or 0)
+        response, cached = await answer(body, repeat or 0)
         result.cache_hits += cached
         if response.error_kind == "cache_miss":
-            result.cache_misses.append({"model": model.id, "prompt": pp.prompt.name, "example_id": example.id})
-        verdict = prepared.contract.judge(
+            result.cache_misses.append({"model": model.id, "prompt": pp.prompt.name, "example_id": example.id,
+                                        **({"repeat": repeat} if repeat else {})})
+        verdict = contracts.get(pp.prompt.name, pp.contract).judge(
             response.text, pp.mode,
             finish_reason=response.finish_reason, refusal=response.refusal, error=response.error,
         )
@@ -696,6 +766,8 @@ async def run_model(
             cached_tokens=usage.get("cached_tokens"),
             cached=cached,
             server_timing={k: usage[k] for k in SERVER_TIMING if k in usage} or None,
+            label_probs=verdict.label_probs,
+            repeat=repeat,
         )
         writer.write(prediction)
         notify(prediction)
@@ -706,8 +778,8 @@ async def run_model(
             # the loop below then reads the answers back through the usual cache/validation path.
             pending = []
             for pp in prepared.prompts:
-                for _, body in planned_bodies(prepared, pp, model, provider):
-                    if cache is None or await cache.lookup(cache_material(provider, body), record=False) is None:
+                for _, body, repeat in planned_bodies(prepared, pp, model, provider):
+                    if cache is None or await cache.lookup(cache_material(provider, body, repeat), record=False) is None:
                         pending.append(body)
             if pending:
                 await ensure_started()
@@ -1033,7 +1105,7 @@ async def run_eval(
                 log(f"skipping {model.id}: {reason}")
                 results.append(ModelResult(model.id, skipped=reason))
                 continue
-            trackers = {pp.prompt.name: progress.tracker(f"{model.id} / {pp.prompt.name}", len(prepared.run_examples))
+            trackers = {pp.prompt.name: progress.tracker(f"{model.id} / {pp.prompt.name}", len(prepared.run_examples) * repeats_of(model, pp))
                         for pp in prepared.prompts} if progress is not None else None
             # A model stopped by a fatal error (see FATAL_ERROR_KINDS) is reported once, in
             # run["stopped"], not once per example.

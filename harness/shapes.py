@@ -52,6 +52,8 @@ class OutputShape(ABC):
     summary: ClassVar[str] = ""  # shown after the name in the spec schema's description
     tasks: ClassVar[tuple[str, ...]] = ("single_label",)
     text_mode: ClassVar[bool] = False  # answerable as a bare label (output.mode: text)
+    # its answer is a score whose decision threshold `calibration: {method: threshold}` can fit
+    fits_threshold: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -62,9 +64,11 @@ class OutputShape(ABC):
             raise TypeError(f"output shape {name!r} is already registered or looks like `module:Class`")
         SHAPES[name] = cls
 
-    def __init__(self, spec: Any):
-        # `spec` is a harness.spec.Spec (not imported: spec imports this module).
+    def __init__(self, spec: Any, output: Any = None):
+        # `spec` is a harness.spec.Spec (not imported: spec imports this module); `output` the
+        # Output this shape answers (a prompt's own, else the spec's).
         self.spec = spec
+        self.output = output if output is not None else spec.output
         self.labels: list[str] = spec.label_names
         self.multi = spec.task == "multi_label"
 
@@ -89,6 +93,10 @@ class OutputShape(ABC):
     @abstractmethod
     def read(self, answer: BaseModel) -> Reading:
         """A validated answer as (prediction, stated confidence or None); ShapeError if unusable."""
+
+    def label_probs(self, answer: BaseModel) -> dict[str, float] | None:
+        """Every label's probability when the answer states a full distribution, else None."""
+        return None
 
     # -- helpers for subclasses ----------------------------------------------------------------
 
@@ -168,10 +176,18 @@ class LabelConfidenceShape(OutputShape):
 
 
 class ScoreShape(OutputShape):
-    """`{"score": s}`, 0-1: labels[1] when s >= output.threshold, else labels[0] (two labels)."""
+    """`{"score": s}`, 0-1, the probability of labels[1]: labels[1] when s >= the threshold
+    (output.threshold, or the one fitted on the validation split), else labels[0] (two labels).
+    The score is also the answer's distribution, {labels[0]: 1-s, labels[1]: s}, so its confidence
+    (the predicted label's probability) feeds the coverage curves and the confidence figures."""
 
     name = "score"
     summary = "0-1, thresholded"
+    fits_threshold = True
+
+    def __init__(self, spec: Any, output: Any = None):
+        super().__init__(spec, output)
+        self.threshold = self.output.threshold  # AnswerContract sets a fitted one
 
     @classmethod
     def spec_problem(cls, task: str, labels: list[str]) -> str | None:
@@ -187,8 +203,11 @@ class ScoreShape(OutputShape):
         return {"score": 1.0 if names == self.labels[1] else 0.0}
 
     def read(self, answer: BaseModel) -> Reading:
-        positive = answer.score >= self.spec.output.threshold
-        return self.labels[1] if positive else self.labels[0], None
+        positive = answer.score >= self.threshold
+        return (self.labels[1], round(answer.score, 6)) if positive else (self.labels[0], round(1 - answer.score, 6))
+
+    def label_probs(self, answer: BaseModel) -> dict[str, float]:
+        return {self.labels[0]: round(1 - answer.score, 6), self.labels[1]: round(answer.score, 6)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,9 +221,9 @@ class UserModelShape(OutputShape):
 
     tasks = ("single_label", "multi_label")
 
-    def __init__(self, spec: Any):
-        super().__init__(spec)
-        self.target = spec.output.shape
+    def __init__(self, spec: Any, output: Any = None):
+        super().__init__(spec, output)
+        self.target = self.output.shape
         self.field = "labels" if self.multi else "label"
         self._cls: type[BaseModel] | None = None
 
@@ -248,9 +267,10 @@ def shape_class(name: str) -> type[OutputShape]:
     raise HarnessError(f"output.shape: unknown shape {name!r}; {_allowed()}")
 
 
-def shape_for(spec: Any) -> OutputShape:
-    """The shape object of a spec, bound to its labels."""
-    return shape_class(spec.output.shape)(spec)
+def shape_for(spec: Any, output: Any = None) -> OutputShape:
+    """The shape object of an output (default the spec's), bound to the spec's labels."""
+    output = output if output is not None else spec.output
+    return shape_class(output.shape)(spec, output)
 
 
 def text_mode_shapes() -> list[str]:

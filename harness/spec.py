@@ -120,6 +120,19 @@ class Calibration(_Strict):
     )
 
 
+class Output(_Strict):
+    # A registered shape name or `module:Class`; the schema's description lists the shapes.
+    shape: ShapeName = "label"
+    mode: OutputMode = Field(
+        "json_schema",
+        description="json_schema: constrained JSON; json_object: any JSON; text: a bare label.",
+    )
+    strict: bool = Field(True, description="Ask for strict schema adherence where supported.")
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="For shape `score`: labels[1] when score >= threshold."
+    )
+
+
 class Prompt(_Strict):
     name: Name
     template: str = Field(
@@ -140,8 +153,9 @@ class Prompt(_Strict):
         "(top_logprobs 20), so both rows share one request through the cache.",
     )
     calibration: Calibration | None = Field(
-        None, description="label_likelihood only: recalibrate the label probabilities on "
-        "dataset.validation_split.",
+        None, description="label_likelihood: recalibrate the label probabilities on "
+        "dataset.validation_split; a generated `score` answer: `method: threshold` fits its decision "
+        "threshold there instead of output.threshold.",
     )
     strategy: Literal["flat", "top_down"] = Field(
         "flat", description="flat: one request among all labels; top_down (needs `hierarchy`): "
@@ -149,18 +163,9 @@ class Prompt(_Strict):
         "chained request per level (a group with one child needs none). The template sees "
         "`level` and `parent`.",
     )
-
-
-class Output(_Strict):
-    # A registered shape name or `module:Class`; the schema's description lists the shapes.
-    shape: ShapeName = "label"
-    mode: OutputMode = Field(
-        "json_schema",
-        description="json_schema: constrained JSON; json_object: any JSON; text: a bare label.",
-    )
-    strict: bool = Field(True, description="Ask for strict schema adherence where supported.")
-    threshold: float = Field(
-        0.5, ge=0, le=1, description="For shape `score`: labels[1] when score >= threshold."
+    output: Output | None = Field(
+        None, description="This prompt's output shape (overrides the spec's `output:` as a whole), "
+        "so a label prompt and a 0-1 score prompt share one run and one table.",
     )
 
 
@@ -207,6 +212,14 @@ class Model(_Strict):
     price: Price | None = Field(
         None, description="Token prices for the cost columns; default: HARNESS_PRICES, then the "
         "built-in table for a few OpenAI/Groq models (may be stale)."
+    )
+    repeats: int = Field(
+        1, ge=1, le=50,
+        description="Ask every generated request this many times (self-consistency at temperature > 0): "
+        "each repeat is cached on its own (repeat i>0 sends params.seed + i when a seed is set), "
+        "scored on its own, and reported as the mean and spread over repeats, per-example "
+        "agreement, and a majority-vote row `PROMPT@vote`. Label-likelihood prompts read "
+        "probabilities, which sampling does not change: they are asked once.",
     )
 
     # Where this model was written (the located spec file and its key path), so errors found later
@@ -411,11 +424,15 @@ class Spec(_Strict):
         """The `hierarchy:` levels as lookups; None for flat labels."""
         return Hierarchy(self.hierarchy, self.label_names) if self.hierarchy else None
 
+    def output_of(self, prompt: Prompt) -> Output:
+        """The output a prompt answers in: its own `output:`, else the spec's."""
+        return prompt.output or self.output
+
     def mode_of(self, prompt: Prompt) -> OutputMode:
         # A label-likelihood prompt asks for a bare label (its few-shot answers too).
         if prompt.mode is None and prompt.answer == "label_likelihood":
             return "text"
-        return prompt.mode or self.output.mode
+        return prompt.mode or self.output_of(prompt).mode
 
     def prompt(self, name: str) -> Prompt:
         for p in self.prompts:
@@ -460,9 +477,15 @@ class Spec(_Strict):
                     f"maps {key!r} to {value!r}, which is not in labels ({', '.join(self.label_names)})",
                 )
         for i, p in enumerate(self.prompts):
+            own = ("prompts", i, "output") if p.output is not None else ("output",)
+            shape = self.output_of(p).shape
+            if p.output is not None:
+                problem = shape_class(shape).spec_problem(self.task, self.label_names)
+                if problem:
+                    raise _At(own + ("shape",), f"prompt {p.name!r}: {problem}")
             if self.mode_of(p) == "text" and not shape_class(shape).text_mode and p.answer == "generate":
                 raise _At(
-                    ("prompts", i, "mode") if p.mode else ("output", "mode"),
+                    ("prompts", i, "mode") if p.mode else own + ("mode",),
                     f"prompt {p.name!r}: mode 'text' answers a bare label, which fits output.shape "
                     f"{either(map(repr, text_mode_shapes()))}, not {shape!r}",
                 )
@@ -492,9 +515,16 @@ def _check_answer_method(spec: "Spec", i: int, p: Prompt) -> None:
     """`answer: label_likelihood` needs one label per example, logprobs from every model and, to
     calibrate, a validation split."""
     if p.answer != "label_likelihood":
-        if p.calibration is not None:
+        if p.calibration is None:
+            return
+        if not shape_class(spec.output_of(p).shape).fits_threshold:
             raise _At(("prompts", i, "calibration"), f"prompt {p.name!r}: calibration needs "
-                      "`answer: label_likelihood` (generated answers have no label probabilities)")
+                      "`answer: label_likelihood` or a generated `score` answer (output.shape: score); "
+                      "other generated answers have no label probabilities")
+        if p.calibration.method not in ("none", "threshold"):
+            raise _At(("prompts", i, "calibration", "method"), f"prompt {p.name!r}: a score answer "
+                      f"fits its decision threshold (method: threshold), not {p.calibration.method!r}")
+        _check_calibration_split(spec, i, p)
         return
     if spec.task != "single_label":
         raise _At(("prompts", i, "answer"), f"prompt {p.name!r}: label_likelihood scores one label "
@@ -505,6 +535,11 @@ def _check_answer_method(spec: "Spec", i: int, p: Prompt) -> None:
             raise _At(("models", j, "provider"), f"model {m.id}: prompt {p.name!r} uses "
                       f"answer: label_likelihood, which needs token logprobs; {why}. Use a provider "
                       "with logprobs (openai, vllm, llamacpp, transformers) or answer: generate")
+    _check_calibration_split(spec, i, p)
+
+
+def _check_calibration_split(spec: "Spec", i: int, p: Prompt) -> None:
+    """A fitted calibration needs a validation split that is not the evaluated one."""
     method = p.calibration.method if p.calibration is not None else "none"
     if method not in ("none", "contextual") and not spec.dataset.validation_split:
         raise _At(("prompts", i, "calibration", "method"), f"prompt {p.name!r}: calibration "

@@ -106,8 +106,10 @@ def _right(p: Prediction) -> bool:
 
 def score_suites(preds: Sequence[Prediction]) -> list[dict]:
     """Per suite and model × prompt: n, passed, pass_rate and the failed cases."""
+    from harness.metrics.repeats import split_repeats  # repeats: repeat 0 and the vote, like the rows
+
     groups: dict[tuple[str, str, str], list[Prediction]] = {}
-    for p in preds:
+    for p in split_repeats([p for p in preds if p.suite is not None])[0]:
         if p.suite is not None:
             groups.setdefault((p.suite, p.model, p.prompt), []).append(p)
     out = []

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from harness.shapes import ShapeError, shape_for
-from harness.spec import OutputMode, Spec
+from harness.spec import Output, OutputMode, Spec
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
@@ -38,6 +38,7 @@ class Verdict:
     parsed_from: str | None = None
     error: str | None = None
     confidence: float | None = None  # a confidence the model stated (e.g. label_confidence shape)
+    label_probs: dict[str, float] | None = None  # a distribution the answer states (score shape)
 
 
 def _normalise(text: str) -> str:
@@ -49,10 +50,16 @@ class AnswerContract:
     JSON answer is the spec's output shape (harness.shapes); this class adds the parsing, the
     outcomes and the bare-label `text` mode, which are the same for every shape."""
 
-    def __init__(self, spec: Spec):
+    def __init__(self, spec: Spec, output: Output | None = None, *, threshold: float | None = None):
+        """The contract of `output` (a prompt's own; default the spec's). `threshold`: a score
+        shape's fitted decision threshold in place of output.threshold (it changes how answers
+        are read, never what is asked)."""
         self.spec = spec
+        self.output = output if output is not None else spec.output
         self.labels = spec.label_names
-        self.shape = shape_for(spec)
+        self.shape = shape_for(spec, self.output)
+        if threshold is not None:
+            self.shape.threshold = threshold
         self.multi = spec.task == "multi_label"
         self.model = self.shape.answer_model()
         # Labels made only of punctuation normalise to "": they match exactly or not at all.
@@ -78,7 +85,7 @@ class AnswerContract:
                 "json_schema": {
                     "name": "answer",
                     "schema": self.json_schema(),
-                    "strict": self.spec.output.strict,
+                    "strict": self.output.strict,
                 },
             }
         if mode == "json_object":
@@ -133,7 +140,7 @@ class AnswerContract:
             prediction, confidence = self.shape.read(answer)
         except ShapeError as exc:
             return Verdict("schema_error", error=str(exc))
-        return Verdict("valid", prediction, how, confidence=confidence)
+        return Verdict("valid", prediction, how, confidence=confidence, label_probs=self.shape.label_probs(answer))
 
     def read_text(self, text: str) -> Verdict:
         if self.multi:

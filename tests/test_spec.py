@@ -81,7 +81,7 @@ def test_unknown_field_without_a_close_match_lists_allowed_fields_only():
     line = only_line(spec_error(text))
     assert line.startswith("s.yaml:10: prompts[0].zzz: unknown field Allowed: ")
     assert "did you mean" not in line
-    assert "answer, calibration, few_shot, likelihood_max_tokens, mode, name, strategy, template" in line
+    assert "answer, calibration, few_shot, likelihood_max_tokens, mode, name, output, strategy, template" in line
 
 
 def test_unknown_top_level_field():

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 from harness.coverage import coverage_curve
 from harness.intervals import DEFAULT_RESAMPLES, bootstrap_ci
 from harness.metrics.kernel import encode
+from harness.metrics.repeats import VOTE, repeats_part, split_repeats
 from harness.metrics.row import MetricsRow
 from harness.pricing import cost_part, prices_for
 from harness.records import Prediction, group_predictions
@@ -55,7 +56,10 @@ def build_rows(
     prices = prices_for(models)
     finished = {r.id: r for r in baselines if not r.skipped}
     rows = []
-    for (model, prompt), group in group_predictions(predictions).items():
+    # A repeated model's predictions: repeat 0 under the prompt, the majority vote as `PROMPT@vote`
+    # (one answer per example either way), the repeats for the `repeats` part.
+    view, repeated = split_repeats(predictions)
+    for (model, prompt), group in group_predictions(view).items():
         # records written before margins were stamped (older runs) get them here
         members = sorted((stamp_uncertainty(p, labels, task) for p in group), key=lambda p: p.example_id)
         enc = encode(members, labels, task)
@@ -63,8 +67,8 @@ def build_rows(
         cost = cost_part(members, prices.get(model), row["n_valid"])
         if cost is not None:
             row["cost"] = cost
-        if walls is not None:
-            row["wall_s"] = walls.get((model, prompt))
+        if walls is not None:  # a vote row took the wall time of its prompt's repeats
+            row["wall_s"] = walls.get((model, prompt.removesuffix(VOTE)))
         result = finished.get(model)
         if result is not None and _is_baseline_row(prompt):
             row["wall_s"] = result.wall_s
@@ -90,6 +94,10 @@ def build_rows(
             row["calibration"] = confidence
         if hierarchy is not None:
             row["levels"] = level_figures(enc, hierarchy)
+        if (model, prompt) in repeated:
+            row["repeats"] = repeats_part(repeated[(model, prompt)], labels, task)
+        elif prompt.endswith(VOTE) and (model, prompt.removesuffix(VOTE)) in repeated:
+            row["repeats"] = {"repeats": len(repeated[(model, prompt.removesuffix(VOTE))]), "row": "vote"}
         rows.append(MetricsRow.model_validate(row))
     return rows
 

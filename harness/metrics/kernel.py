@@ -316,6 +316,37 @@ FIGURES: dict[str, Callable[[Encoding, np.ndarray], Any]] = {
 }
 
 
+# ---------------------------------------------------------------------------------------------
+# Across repeats: encodings of the same examples (same order), one per repeat of the requests
+
+
+def same_answer(a: Encoding, b: Encoding) -> np.ndarray:
+    """(n,) bool: two repeats gave the same answer (the same label row, or both unreadable)."""
+    return (a.valid == b.valid) & (~a.valid | (a.pred == b.pred).all(axis=1))
+
+
+def _pairs(encs: Sequence[Encoding]) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(len(encs)) for j in range(i + 1, len(encs))]
+
+
+def all_agree(encs: Sequence[Encoding], w: np.ndarray):
+    """Weighted share of examples on which every repeat gave the same answer."""
+    same = np.ones(encs[0].n, dtype=bool)
+    for enc in encs[1:]:
+        same &= same_answer(encs[0], enc)
+    total = w.sum(axis=-1, dtype=np.float64)
+    return np.where(total > 0, _sum(w, same.astype(np.float32)) / np.maximum(total, 1e-300), np.nan)
+
+
+def pairwise_agreement(encs: Sequence[Encoding], w: np.ndarray):
+    """Weighted mean over examples of the share of repeat pairs that gave the same answer
+    (N repeats: N(N-1)/2 pairs per example)."""
+    pairs = _pairs(encs)
+    share = sum(same_answer(encs[i], encs[j]).astype(np.float64) for i, j in pairs) / max(len(pairs), 1)
+    total = w.sum(axis=-1, dtype=np.float64)
+    return np.where(total > 0, _sum(w, share.astype(np.float32)) / np.maximum(total, 1e-300), np.nan)
+
+
 def per_class(enc: Encoding, w: np.ndarray) -> dict[str, dict[str, Any]]:
     tp, predicted, actual = counts(enc, w)
     precision, recall, f1 = prf(tp, predicted, actual)

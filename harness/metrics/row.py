@@ -10,6 +10,7 @@ optional *parts*, present when they apply:
 * nested parts, one key each: `coverage` (coverage vs accuracy), `calibration` (confidence
   calibration, filled by the label-likelihood work when predictions carry probabilities),
   `levels` (a spec with a label hierarchy: the figures at every level).
+  `repeats` (a model's `repeats:`: spread over repeats, agreement, or the majority-vote marker).
 
 Figures carry a `Figure` marker that the rest of the harness reads instead of listing names again:
 `CHECKABLE` (what a spec check may test, `harness.spec.CheckMetric`), `COLUMNS` (the summary table,
@@ -183,6 +184,28 @@ class LevelFigures(_Part):
     confusion: Confusion | None = None
 
 
+class Spread(_Part):
+    mean: float | None
+    std: float | None = Field(description="Sample standard deviation (n - 1) over the repeats; None for one.")
+    min: float | None
+    max: float | None
+    values: list[Optional[float]] = Field(description="The figure in each repeat, in repeat order.")
+
+
+class RepeatsPart(_Part):
+    """A model's `repeats:` (harness.metrics.repeats): on the row `PROMPT` (whose figures are
+    repeat 0's) the spread of the headline figures over repeats and the per-example agreement;
+    on the majority-vote row `PROMPT@vote` only `repeats` and `row`."""
+
+    repeats: int = Field(description="Repeats scored (each request asked this many times).")
+    row: Literal["repeat_0", "vote"] = Field(description="What this row's own figures are.")
+    n_common: int | None = Field(None, description="Examples answered in every repeat (agreement is over these).")
+    all_agree: float | None = Field(None, description="Share of examples on which every repeat gave the same answer.")
+    pairwise_agreement: float | None = Field(
+        None, description="Mean over examples of the share of repeat pairs that agree.")
+    figures: dict[str, Spread] | None = Field(None, description="Headline figure -> its spread over repeats.")
+
+
 class MetricsRow(_Part):
     """One model × prompt of a run (see the module docstring for the parts)."""
 
@@ -221,6 +244,7 @@ class MetricsRow(_Part):
     calibration: CalibrationPart | None = None
     levels: list[LevelFigures] | None = Field(
         None, description="Specs with a label hierarchy: the figures at every level, labels first.")
+    repeats: RepeatsPart | None = None
 
     @model_validator(mode="before")
     @classmethod
