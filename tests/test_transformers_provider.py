@@ -96,15 +96,28 @@ def tiny_models(tmp_path_factory):
     return {"llama": root / "llama", "t5": root / "t5"}
 
 
+# A bare-label request that lists the allowed answers at the end: SmolLM2 then answers a label (the
+# shipped prompts/sentiment_label.j2 names them only in the question, for label likelihood, and a
+# generated answer may be a sentence such as "The sentiment of this review is neutral.").
+LISTED_LABELS = """{% block system %}You are a sentiment classifier for movie reviews.{% endblock %}
+{% block user %}Review: {{ text }}
+
+Is the sentiment of this review {{ label_names | reverse | join(" or ") }}? Answer with one word: {{ label_names | reverse | join(" or ") }}.{% endblock %}
+"""
+
+
 def write_spec(tmp_path: Path, model: dict, prompts=("json_schema", "bare_label"), reviews=REVIEWS) -> Path:
     data = tmp_path / "reviews.jsonl"
     data.write_text("".join(json.dumps({"text": t, "label": g}) + "\n" for t, g in reviews))
-    templates = {"json_schema": ("sentiment_json.j2", "json_schema"), "bare_label": ("sentiment_label.j2", "text")}
+    (tmp_path / "listed_labels.j2").write_text(LISTED_LABELS)
+    templates = {"json_schema": (ROOT / "prompts" / "sentiment_json.j2", "json_schema"),
+                 "bare_label": (ROOT / "prompts" / "sentiment_label.j2", "text"),
+                 "listed_labels": (tmp_path / "listed_labels.j2", "text")}
     spec = {
         "name": "transformers_test",
         "dataset": {"source": str(data), "train_split": None},
         "labels": [{"name": n} for n in LABELS],
-        "prompts": [{"name": p, "template": str(ROOT / "prompts" / templates[p][0]), "mode": templates[p][1]}
+        "prompts": [{"name": p, "template": str(templates[p][0]), "mode": templates[p][1]}
                     for p in prompts],
         "models": [model],
     }
@@ -288,7 +301,7 @@ def test_smollm2_gguf_gives_real_labels_like_llama_cpp(tmp_path):
     spec = write_spec(tmp_path, {
         "provider": "transformers", "model": "smollm2", "concurrency": 6,
         "params": {"temperature": 0, "max_tokens": 12}, "options": {"batch_size": 6},
-    }, prompts=("bare_label",))
+    }, prompts=("listed_labels",))
     records = run(spec, tmp_path / "run")
     assert len(records) == len(REVIEWS)
     assert sum(r["outcome"] == "valid" for r in records) >= 5, [r["raw"] for r in records]
@@ -300,7 +313,7 @@ def test_smollm2_gguf_gives_real_labels_like_llama_cpp(tmp_path):
     spec_llama = write_spec(tmp_path / "llama", {
         "provider": "llamacpp", "model": "smollm2", "concurrency": 2,
         "params": {"temperature": 0, "max_tokens": 12},
-    }, prompts=("bare_label",))
+    }, prompts=("listed_labels",))
     by_llama = {r["example_id"]: r["raw"] for r in run(spec_llama, tmp_path / "llama" / "run")}
     same = sum(by_llama[r["example_id"]] == r["raw"] for r in records)
     # Dequantized float32 weights and llama.cpp's quantized kernels may part on a near tie.
