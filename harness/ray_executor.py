@@ -101,8 +101,8 @@ async def find_pending(prepared: Prepared, model: Model, provider: Provider,
     pending = Pending(model, provider)
     candidates: dict[str, tuple[dict, dict]] = {}
     for pp in prepared.prompts:
-        for _, body in planned_bodies(prepared, pp, model, provider):
-            material = cache_material(provider, body)
+        for _, body, repeat in planned_bodies(prepared, pp, model, provider):
+            material = cache_material(provider, body, repeat)  # a model's repeats are requests of their own
             candidates.setdefault(cache_key(material), (material, body))
             pending.planned += 1
     pending.distinct = len(candidates)

@@ -96,23 +96,12 @@ def tiny_models(tmp_path_factory):
     return {"llama": root / "llama", "t5": root / "t5"}
 
 
-# A bare-label request that lists the allowed answers at the end: SmolLM2 then answers a label (the
-# shipped prompts/sentiment_label.j2 names them only in the question, for label likelihood, and a
-# generated answer may be a sentence such as "The sentiment of this review is neutral.").
-LISTED_LABELS = """{% block system %}You are a sentiment classifier for movie reviews.{% endblock %}
-{% block user %}Review: {{ text }}
-
-Is the sentiment of this review {{ label_names | reverse | join(" or ") }}? Answer with one word: {{ label_names | reverse | join(" or ") }}.{% endblock %}
-"""
-
-
 def write_spec(tmp_path: Path, model: dict, prompts=("json_schema", "bare_label"), reviews=REVIEWS) -> Path:
     data = tmp_path / "reviews.jsonl"
     data.write_text("".join(json.dumps({"text": t, "label": g}) + "\n" for t, g in reviews))
-    (tmp_path / "listed_labels.j2").write_text(LISTED_LABELS)
     templates = {"json_schema": (ROOT / "prompts" / "sentiment_json.j2", "json_schema"),
                  "bare_label": (ROOT / "prompts" / "sentiment_label.j2", "text"),
-                 "listed_labels": (tmp_path / "listed_labels.j2", "text")}
+                 "listed_labels": (ROOT / "tests" / "templates" / "sentiment_label_listed.j2", "text")}
     spec = {
         "name": "transformers_test",
         "dataset": {"source": str(data), "train_split": None},

@@ -70,14 +70,16 @@ def write_spec(tmp_path: Path, model: dict, *, task: str = "single_label", promp
         for text, label in REVIEWS:
             gold = [label] if task == "multi_label" else label
             f.write(json.dumps({"text": text, "label": gold}) + "\n")
-    templates = {"json_schema": ("sentiment_json.j2", "json_schema"), "bare_label": ("sentiment_label.j2", "text")}
+    # bare_label lists the allowed answers (tests/templates): the stand-in does not enforce `choice`
+    templates = {"json_schema": (ROOT / "prompts" / "sentiment_json.j2", "json_schema"),
+                 "bare_label": (ROOT / "tests" / "templates" / "sentiment_label_listed.j2", "text")}
     spec = {
         "name": "vllm_test",
         "task": task,
         "dataset": {"source": str(data), "train_split": None},
         "labels": [{"name": n} for n in LABELS],
         "prompts": [
-            {"name": p, "template": str(ROOT / "prompts" / templates[p][0]), "mode": templates[p][1]}
+            {"name": p, "template": str(templates[p][0]), "mode": templates[p][1]}
             for p in prompts
         ],
         "output": {"shape": "labels" if task == "multi_label" else "label"},

@@ -53,13 +53,14 @@ def build_rows(
     from harness.hierarchy import level_figures
     from harness.likelihood import LOW_MASS
 
+    models = list(models)
     prices = prices_for(models)
     finished = {r.id: r for r in baselines if not r.skipped}
     rows = []
     # A repeated model's predictions: repeat 0 under the prompt, the majority vote as `PROMPT@vote`
     # (one answer per example either way), the repeats for the `repeats` part.
     view, repeated = split_repeats(predictions)
-    for (model, prompt), group in group_predictions(view).items():
+    for (model, prompt), group in _in_spec_order(group_predictions(view), models, answers):
         # records written before margins were stamped (older runs) get them here
         members = sorted((stamp_uncertainty(p, labels, task) for p in group), key=lambda p: p.example_id)
         enc = encode(members, labels, task)
@@ -100,6 +101,28 @@ def build_rows(
             row["repeats"] = {"repeats": len(repeated[(model, prompt.removesuffix(VOTE))]), "row": "vote"}
         rows.append(MetricsRow.model_validate(row))
     return rows
+
+
+def _in_spec_order(groups: dict, models: list[Any], answers: dict[str, str] | None) -> list:
+    """The groups in the spec's model and prompt order (a vote row after its prompt), whatever
+    order the answers were written in: every model and prompt runs at once, so predictions.jsonl
+    interleaves them by completion, and a replay must print the same rows in the same order as
+    the recorded run. Groups the spec does not name (baselines, older runs) keep their order of
+    first appearance, after the named ones."""
+    model_rank = {m.id: i for i, m in enumerate(models)}
+    prompt_rank = {name: i for i, name in enumerate(answers or {})}
+    seen: dict[str, int] = {}  # models and prompts the spec does not name: first appearance
+    for model, prompt in groups:
+        seen.setdefault(model, len(seen))
+        seen.setdefault(prompt.removesuffix(VOTE), len(seen))
+
+    def rank(key: tuple[str, str]) -> tuple[int, int, bool]:
+        model, prompt = key
+        base = prompt.removesuffix(VOTE)
+        return (model_rank.get(model, len(model_rank) + seen[model]),
+                prompt_rank.get(base, len(prompt_rank) + seen[base]), prompt != base)
+
+    return sorted(groups.items(), key=lambda item: rank(item[0]))
 
 
 def score_run(predictions: Sequence[Prediction], labels: list[str], task: str, **parts: Any) -> list[dict]:
