@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 from harness.records import read_predictions
 
 from llama_proxy import BARE_LABEL, CountingProxy, LlamaServer, server_test, write_spec
-from test_resume import _complete_lines  # predictions whose line was fully written
+from test_resume import _complete_lines, kill_mid_run  # _complete_lines: fully written predictions
 
 LIMIT = 6
 REPEATS = 3
@@ -31,18 +29,7 @@ def test_a_killed_repeats_run_resumes_without_asking_any_answered_repeat_again(t
         command = [sys.executable, "-m", "harness.cli", "eval", str(spec), "--limit", str(LIMIT), "--quiet"]
         runs = tmp_path / "runs" / "rt_test"
 
-        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and first.poll() is None:
-            folders = [p for p in runs.glob("*") if p.is_dir()] if runs.exists() else []
-            if folders and len(_complete_lines(folders[0] / "predictions.jsonl")) >= KILL_AFTER:
-                break
-            time.sleep(0.02)
-        assert first.poll() is None, f"the first run ended before the kill: {first.stderr.read().decode()[-2000:]}"
-        os.kill(first.pid, signal.SIGKILL)
-        assert first.wait(timeout=30) == -signal.SIGKILL
-        first.stderr.close()
-        first_dir = [p for p in runs.glob("*") if p.is_dir()][0]
+        first_dir = kill_mid_run(command, tmp_path, env, runs, KILL_AFTER)
         answered = {(p["example_id"], p["repeat"]) for p in _complete_lines(first_dir / "predictions.jsonl")}
         assert KILL_AFTER <= len(answered) < LIMIT * REPEATS
 

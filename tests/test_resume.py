@@ -34,6 +34,23 @@ def _complete_lines(path: Path) -> list[dict]:
     return out
 
 
+def kill_mid_run(command: list[str], cwd: Path, env: dict, runs: Path, after: int) -> Path:
+    """Start `command`, SIGKILL it once its run folder holds `after` complete predictions, and
+    return that folder (the test fails if the run ended first)."""
+    first = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and first.poll() is None:
+        folders = [p for p in runs.glob("*") if p.is_dir()] if runs.exists() else []
+        if folders and len(_complete_lines(folders[0] / "predictions.jsonl")) >= after:
+            break
+        time.sleep(0.02)
+    assert first.poll() is None, f"the first run ended before the kill: {first.stderr.read().decode()[-2000:]}"
+    os.kill(first.pid, signal.SIGKILL)
+    assert first.wait(timeout=30) == -signal.SIGKILL
+    first.stderr.close()
+    return [p for p in runs.glob("*") if p.is_dir()][0]
+
+
 @server_test
 def test_sigkill_mid_run_then_rerun_requests_only_the_unanswered(tmp_path):
     with LlamaServer(parallel=2) as server, CountingProxy(server.url) as proxy:
@@ -42,21 +59,7 @@ def test_sigkill_mid_run_then_rerun_requests_only_the_unanswered(tmp_path):
         command = [sys.executable, "-m", "harness.cli", "eval", str(spec), "--limit", str(LIMIT), "--quiet"]
         runs = tmp_path / "runs" / "rt_test"
 
-        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 600
-        answered: list[dict] = []
-        while time.monotonic() < deadline and first.poll() is None:
-            folders = [p for p in runs.glob("*") if p.is_dir()] if runs.exists() else []
-            if folders:
-                answered = _complete_lines(folders[0] / "predictions.jsonl")
-                if len(answered) >= KILL_AFTER:
-                    break
-            time.sleep(0.02)
-        assert first.poll() is None, f"the first run ended before the kill: {first.stderr.read().decode()[-2000:]}"
-        os.kill(first.pid, signal.SIGKILL)
-        assert first.wait(timeout=30) == -signal.SIGKILL
-        first.stderr.close()
-        first_dir = [p for p in runs.glob("*") if p.is_dir()][0]
+        first_dir = kill_mid_run(command, tmp_path, env, runs, KILL_AFTER)
         answered_ids = {p["example_id"] for p in _complete_lines(first_dir / "predictions.jsonl")}
         assert KILL_AFTER <= len(answered_ids) < LIMIT
         assert not (first_dir / "metrics.json").exists()  # it really died mid-run
