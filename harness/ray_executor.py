@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from harness.errors import HarnessError
-from harness.keys import cache_key, cache_material, canonical_json
-from harness.runner import Prepared, planned_bodies
+from harness.keys import canonical_json
+from harness.runner import Prepared, uncached_planned
 from harness.spec import Execution, Model
 from providers import ChatResponse, Provider, get_provider_class
 from providers.wire import STATUS_KIND, read_completion, redact
@@ -96,20 +96,10 @@ def local_reason(provider: Provider, backend: str) -> str | None:
 
 async def find_pending(prepared: Prepared, model: Model, provider: Provider,
                        cache: "ResponseCache") -> Pending:
-    """Every planned request of `model` (calibration inputs included) that the cache cannot
-    answer, each body once (duplicate texts and shared prompts are one request)."""
+    """Every planned request of `model` that the cache cannot answer, each body once (duplicate
+    texts and shared prompts are one request): the runner's own `uncached_planned`."""
     pending = Pending(model, provider)
-    candidates: dict[str, tuple[dict, dict]] = {}
-    for pp in prepared.prompts:
-        for _, body, repeat in planned_bodies(prepared, pp, model, provider):
-            material = cache_material(provider, body, repeat)  # a model's repeats are requests of their own
-            candidates.setdefault(cache_key(material), (material, body))
-            pending.planned += 1
-    pending.distinct = len(candidates)
-    hits = await asyncio.gather(*(cache.lookup(m, record=False) for m, _ in candidates.values()))
-    for (key, value), hit in zip(candidates.items(), hits):
-        if hit is None:
-            pending.requests[key] = value
+    pending.planned, pending.distinct, pending.requests = await uncached_planned(prepared, model, provider, cache)
     return pending
 
 

@@ -329,6 +329,24 @@ def planned_bodies(prepared: Prepared, pp: PreparedPrompt, model: Model, provide
     return out
 
 
+async def uncached_planned(prepared: Prepared, model: Model, provider: Provider,
+                           cache: "ResponseCache | None") -> tuple[int, int, dict[str, tuple[dict, dict]]]:
+    """What a pre-pass (the Batch API's, harness.ray_executor's) sends before the run: every
+    planned request of `model` (calibration inputs included) that the cache cannot answer, each
+    distinct body once, as (planned, distinct, {cache key: (material, body)})."""
+    candidates: dict[str, tuple[dict, dict]] = {}
+    planned = 0
+    for pp in prepared.prompts:
+        for _, body, repeat in planned_bodies(prepared, pp, model, provider):
+            material = cache_material(provider, body, repeat)  # a model's repeats are requests of their own
+            candidates.setdefault(cache_key(material), (material, body))
+            planned += 1
+    if cache is None:
+        return planned, len(candidates), candidates
+    hits = await asyncio.gather(*(cache.lookup(m, record=False, key=k) for k, (m, _) in candidates.items()))
+    return planned, len(candidates), {k: v for (k, v), hit in zip(candidates.items(), hits) if hit is None}
+
+
 def planned_requests(
     spec: Spec,
     *,
@@ -776,14 +794,10 @@ async def run_model(
         if provider.prefetches:
             # Batch API: every request the cache cannot answer goes into one submission first;
             # the loop below then reads the answers back through the usual cache/validation path.
-            pending = []
-            for pp in prepared.prompts:
-                for _, body, repeat in planned_bodies(prepared, pp, model, provider):
-                    if cache is None or await cache.lookup(cache_material(provider, body, repeat), record=False) is None:
-                        pending.append(body)
+            _, _, pending = await uncached_planned(prepared, model, provider, cache)
             if pending:
                 await ensure_started()
-                await provider.prefetch(pending)
+                await provider.prefetch([body for _, body in pending.values()])
 
         async def run_prompt(pp: PreparedPrompt) -> None:
             # Every prompt proceeds at once (the model's gate bounds the sends); a calibrated prompt waits only
