@@ -53,6 +53,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import orjson
+
 from harness.errors import HarnessError
 from harness.keys import KEY_VERSION, cache_key, canonical_json
 from providers.base import ChatResponse
@@ -98,6 +100,12 @@ def _differences(stored: dict, requested: dict) -> list[str]:
     if not out and stored != requested:
         out.append("body")
     return out
+
+
+def _answers(entry: dict, material: dict) -> bool:
+    """A stored entry answers a request only when its key material is the request's."""
+    stored = entry.get("material")
+    return stored == material or _same_json(stored, material)
 
 
 def _same_json(a: Any, b: Any) -> bool:
@@ -168,8 +176,8 @@ def read_fixture(path: Path) -> Iterator[tuple[int, dict]]:
             if not line.strip():
                 continue
             try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as exc:
+                entry = orjson.loads(line)  # the same value as json.loads, in half the time (logprobs)
+            except orjson.JSONDecodeError as exc:
                 raise HarnessError(f"{path}:{number}: not valid JSON ({exc.msg}); a fixture holds one JSON entry per line") from None
             if not isinstance(entry, dict) or not all(k in entry for k in ("key", "material", "response")):
                 raise HarnessError(f"{path}:{number}: an entry needs the fields key, material and response")
@@ -310,7 +318,7 @@ class ResponseCache:
             entry = self._entries.get(key)  # in memory: no I/O
         else:
             entry = await self._disk_get(key)
-        if entry is not None and entry.get("material") != material and not _same_json(entry.get("material"), material):
+        if entry is not None and not _answers(entry, material):
             if record:
                 self.mismatches.append({
                     "key": key,
@@ -334,6 +342,21 @@ class ResponseCache:
         if record:
             self.hits += 1
         return ChatResponse.from_cache(entry["response"])
+
+    async def have(self, requests: list[tuple[str, dict]]) -> list[bool]:
+        """Whether a stored response answers each (key, material), without counting hits or
+        misses and without decoding any response: what a replay's pre-check and a pre-pass ask
+        of every planned request (from a fixture in memory, or in one read on the I/O thread)."""
+        if not self.reads:
+            return [False] * len(requests)
+        if self._entries is None and self._disk is None:
+            await self._open()
+        keys = [key for key, _ in requests]
+        if self._entries is not None:
+            entries = [self._entries.get(key) for key in keys]
+        else:
+            entries = await self._in_thread(_read_disk_entries, self._disk, keys)
+        return [entry is not None and _answers(entry, material) for entry, (_, material) in zip(entries, requests)]
 
     async def _disk_get(self, key: str) -> dict | None:
         loop = asyncio.get_running_loop()
@@ -571,9 +594,6 @@ def export_miss_summary(missing: list[dict], total: int, directory: Path) -> str
 async def find_misses(cache: "ResponseCache", planned: list[dict]) -> list[dict]:
     """The planned requests (from `planned_requests`) the cache cannot answer, probed without
     counting hits or misses; a replay checks this before any model or baseline work."""
-    # Gathered: lookups made in one event-loop turn share one disk read (see _disk_get).
-    hits = await asyncio.gather(*(cache.lookup(r["material"], record=False, key=r["key"]) for r in planned))
-    return [
-        {"model": r["model"], "prompt": r["prompt"], "example_id": r["example_id"]}
-        for r, hit in zip(planned, hits) if hit is None or hit.error_kind == MISS_KIND
-    ]
+    stored = await cache.have([(r["key"], r["material"]) for r in planned])
+    return [{"model": r["model"], "prompt": r["prompt"], "example_id": r["example_id"]}
+            for r, ok in zip(planned, stored) if not ok]

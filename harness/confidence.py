@@ -78,6 +78,7 @@ def _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, other
         if not rivals:
             return None  # already decided by an earlier token that had no alternatives listed
         candidates = [chosen, *rivals]
+        tails = [(c, c[offset:]) for c in candidates]  # what each label still has to spell
 
         def labels_begun(token: str) -> list[str]:
             token = fold(token)
@@ -86,7 +87,8 @@ def _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, other
             rest = token[len(prefix):]
             if not rest:
                 return []
-            return [c for c in candidates if c[offset:].startswith(rest) or rest.startswith(c[offset:])]
+            return [c for c, tail in tails
+                    if (not tail or tail[0] == rest[0]) and (tail.startswith(rest) or rest.startswith(tail))]
 
         if labels_begun(tokens[i]) != [chosen]:
             continue  # this token does not yet tell the chosen label from a rival
@@ -101,7 +103,7 @@ def _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, other
         if not seen_own:
             mass[chosen] += math.exp(float(logprobs[i]["logprob"]))
         if top:
-            floor = min(math.exp(float(alt["logprob"])) for alt in top)
+            floor = math.exp(min(float(alt["logprob"]) for alt in top))  # exp is monotonic: one call
             for c in rivals:
                 if mass[c] == 0.0:
                     mass[c] = floor

@@ -139,12 +139,26 @@ def stamp_uncertainty(pred: Any, labels: list[str], task: str) -> Any:
     """Set a record's `margin` and `entropy` (kernel.uncertainty) when it has a probability for
     every label (`distribution`; single-label tasks: multi-label probabilities are one per label, not
     a distribution) and they are not set yet; the record is returned."""
-    if task == "single_label" and pred.margin is None and pred.outcome == "valid":
-        dist = distribution(pred, labels)
-        if dist is not None:
-            margin, entropy = uncertainty([dist])
-            pred.margin, pred.entropy = _r(margin[0]), _r(entropy[0])
+    stamp_uncertainties([pred], labels, task)
     return pred
+
+
+def stamp_uncertainties(preds: Sequence[Any], labels: list[str], task: str) -> None:
+    """`stamp_uncertainty` over many records with one kernel call (the prediction writer stamps
+    each batch it flushes: a kernel call per record cost more than the rest of a cached answer)."""
+    if task != "single_label":
+        return
+    todo, dists = [], []
+    for pred in preds:
+        if pred.margin is None and pred.outcome == "valid":
+            dist = distribution(pred, labels)
+            if dist is not None:
+                todo.append(pred)
+                dists.append(dist)
+    if todo:
+        margin, entropy = uncertainty(dists)
+        for pred, m, e in zip(todo, margin.tolist(), entropy.tolist()):
+            pred.margin, pred.entropy = _r(m), _r(e)
 
 
 def row_figures(preds: Sequence[Any], labels: list[str], task: str, enc: Any = None) -> dict | None:

@@ -62,28 +62,29 @@ def match_tokens(top: list[dict[str, Any]], remainders: dict[str, str], at_start
     compare). `at_start`: the first answer token, where leading whitespace is ignored."""
     mass = {label: 0.0 for label in remainders}
     shared: list[tuple[str, float, list[str]]] = []
-    probs = []
+    folded = [(label, _fold(rest)) for label, rest in remainders.items()]  # once, not once per token
+    lowest: float | None = None  # the floor is exp(min logprob): one exp, not one per alternative
     for alt in top:
+        logprob = float(alt["logprob"])
+        if lowest is None or logprob < lowest:
+            lowest = logprob
         token = alt.get("token") or ""
-        p = math.exp(float(alt["logprob"]))
-        probs.append(p)
         norm = _fold(token.lstrip() if at_start else token)
+        if not norm and at_start:
+            continue  # a whitespace-only first token begins every label and tells nothing
         begun = []
-        for label, rest in remainders.items():
-            r = _fold(rest)
+        for label, r in folded:
             if not r:  # the prefix spells the label: it ends here if the word does
                 if not norm or not (norm[0].isalnum()):
                     begun.append(label)
-            elif norm and (r.startswith(norm) or (norm.startswith(r) and not norm[len(r):][:1].isalnum())):
+            elif norm and norm[0] == r[0] and (r.startswith(norm) or (norm.startswith(r) and not norm[len(r):][:1].isalnum())):
                 begun.append(label)
-        if not norm and at_start:
-            continue  # a whitespace-only first token begins every label and tells nothing
         if len(begun) == 1:
-            mass[begun[0]] += p
+            mass[begun[0]] += math.exp(logprob)
         elif len(begun) > 1:
             # every label that this token spells completely *and* continues another one is shared
-            shared.append((token, p, begun))
-    return TokenMatch(mass, shared, min(probs) if probs else None)
+            shared.append((token, math.exp(logprob), begun))
+    return TokenMatch(mass, shared, math.exp(lowest) if lowest is not None else None)
 
 
 @dataclass

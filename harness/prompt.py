@@ -15,6 +15,7 @@ the current few-shot example.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from functools import cached_property
@@ -31,7 +32,11 @@ MAX_BLOCK_CHARS = 1_000_000
 SHOT_BLOCKS = ("shot_user", "shot_assistant")
 
 
+@functools.lru_cache(maxsize=64)
 def _environment(folder: Path):
+    """One sandboxed environment per template folder: prompts that share a template file (the
+    main spec's bare_label and both likelihood prompts, every level of a top-down prompt) compile
+    it once; Jinja reloads a template whose file changed since."""
     from jinja2 import FileSystemLoader, StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 

@@ -119,6 +119,7 @@ class Prepared:
         self._shot_pools: dict[str, list[Example]] = {}
         self._validation: dict[int | None, Split] = {}
         self._rendered: dict[tuple, list[dict[str, str]]] = {}
+        self._planned: dict[tuple, tuple[dict, str]] = {}
         self.hierarchy = spec.label_hierarchy()
         self._steps: dict[tuple[str, str, str | None], "Step"] = {}
 
@@ -166,18 +167,20 @@ class Prepared:
                     f"(columns: {', '.join(sorted(map(str, columns)))})"
                 )
 
-    def annotate(self, prediction: Prediction) -> Prediction:
-        """Add the example's text, suite and slice values to a prediction record (LLM or baseline)."""
-        example = self._by_id.get(prediction.example_id)
-        if example is not None:
-            prediction.text = example.text
-            if example.id.startswith("suite:"):
-                prediction.suite = example.id.split(":")[1]
-            elif self.spec.slices:
-                prediction.slices = {name: _slice_value(example.fields.get(name)) for name in self.spec.slices}
-        from harness.confidence_metrics import stamp_uncertainty
+    def annotate(self, predictions: list[Prediction]) -> None:
+        """Add the example's text, suite and slice values to prediction records (LLM or baseline),
+        and the margin and entropy of those with a label distribution (one kernel call)."""
+        for prediction in predictions:
+            example = self._by_id.get(prediction.example_id)
+            if example is not None:
+                prediction.text = example.text
+                if example.id.startswith("suite:"):
+                    prediction.suite = example.id.split(":")[1]
+                elif self.spec.slices:
+                    prediction.slices = {name: _slice_value(example.fields.get(name)) for name in self.spec.slices}
+        from harness.confidence_metrics import stamp_uncertainties
 
-        return stamp_uncertainty(prediction, self.spec.label_names, self.spec.task)
+        stamp_uncertainties(predictions, self.spec.label_names, self.spec.task)
 
     @cached_property
     def _by_id(self) -> dict[str, Example]:
@@ -230,6 +233,18 @@ class Prepared:
                 del self._rendered[next(iter(self._rendered))]  # the oldest
             self._rendered[key] = rendered
         return [dict(m) for m in rendered]  # copies: a body may be changed by its provider
+
+    # The (material, key) of requests the replay pre-check built, by (model, prompt, example,
+    # repeat): the run takes each once instead of building and hashing the same body again.
+    # Bounded, like the renderings: past it, the run builds the rest itself.
+    PLANNED_KEPT = 4096
+
+    def remember_planned(self, where: tuple[str, str, str, int], material: dict, key: str) -> None:
+        if len(self._planned) < self.PLANNED_KEPT:
+            self._planned[where] = (material, key)
+
+    def take_planned(self, where: tuple[str, str, str, int]) -> tuple[dict, str] | None:
+        return self._planned.pop(where, None)
 
 
 @dataclass
@@ -343,8 +358,10 @@ async def uncached_planned(prepared: Prepared, model: Model, provider: Provider,
             planned += 1
     if cache is None:
         return planned, len(candidates), candidates
-    hits = await asyncio.gather(*(cache.lookup(m, record=False, key=k) for k, (m, _) in candidates.items()))
-    return planned, len(candidates), {k: v for (k, v), hit in zip(candidates.items(), hits) if hit is None}
+    if cache.replay:  # a replay never sends: its misses are the pre-check's to report
+        return planned, len(candidates), {}
+    stored = await cache.have([(k, m) for k, (m, _) in candidates.items()])
+    return planned, len(candidates), {k: v for (k, v), ok in zip(candidates.items(), stored) if not ok}
 
 
 def planned_requests(
@@ -366,26 +383,30 @@ def plan_requests(prepared: Prepared, models: list[Model]) -> list[dict]:
     return list(iter_planned_requests(prepared, models))
 
 
-def iter_planned_requests(prepared: Prepared, models: list[Model]) -> Iterator[dict]:
+def iter_planned_requests(prepared: Prepared, models: list[Model], *, remember: bool = False) -> Iterator[dict]:
     """`plan_requests`, one request at a time (a replay pre-check of 100k examples streams it);
-    examples outer, prompts inner, so prompts that render alike share one rendering."""
+    examples outer, prompts inner, so prompts that render alike share one rendering. With
+    `remember`, the run that follows takes the built requests (`Prepared.take_planned`)."""
     for model in models:
         provider = get_provider_class(model.provider)(model)
         for pp in prepared.prompts:
             for example in calibration_examples(prepared, pp):
-                yield _planned(model, provider, pp, example.id, request_body(prepared, pp, example, model, provider))
+                yield _planned(prepared, model, provider, pp, example.id,
+                               request_body(prepared, pp, example, model, provider), 0, remember)
         for example in prepared.run_examples:
             for pp in prepared.prompts:
                 for r in range(repeats_of(model, pp)):  # a model's `repeats:`, each its own key
-                    yield _planned(model, provider, pp, example.id,
-                                   request_body(prepared, pp, example, model, provider, r), r)
+                    yield _planned(prepared, model, provider, pp, example.id,
+                                   request_body(prepared, pp, example, model, provider, r), r, remember)
 
 
-def _planned(model: Model, provider: Provider, pp: PreparedPrompt, example_id: str, body: dict,
-             repeat: int = 0) -> dict:
+def _planned(prepared: Prepared, model: Model, provider: Provider, pp: PreparedPrompt, example_id: str,
+             body: dict, repeat: int, remember: bool) -> dict:
     material = cache_material(provider, body, repeat)
-    return {"model": model.id, "prompt": pp.prompt.name, "example_id": example_id,
-            "material": material, "key": cache_key(material)}
+    key = cache_key(material)
+    if remember and pp.prompt.strategy != "top_down":  # a top-down walk builds its own bodies
+        prepared.remember_planned((model.id, pp.prompt.name, example_id, repeat), material, key)
+    return {"model": model.id, "prompt": pp.prompt.name, "example_id": example_id, "material": material, "key": key}
 
 
 @dataclass
@@ -418,25 +439,24 @@ SERVER_TIMING = ("queue_time", "prompt_time", "completion_time", "total_time")
 
 class PredictionWriter:
     """Writes prediction records to a JSONL file, buffered and flushed once per event-loop turn
-    (or every FLUSH_EVERY records from synchronous code), so a batch of answers costs one write.
-    Safe against kills: the runner commits each response to the cache before it hands the
-    prediction here, so a record lost from the buffer is answered from the cache on the rerun.
-    A rerun into the same folder starts the file afresh."""
+    (or every FLUSH_EVERY records from synchronous code), so a batch of answers costs one write
+    and one `annotate` call (which fills in what every record carries: the example's text, the
+    margin and entropy). Safe against kills: the runner commits each response to the cache
+    before it hands the prediction here, so a record lost from the buffer is answered from the
+    cache on the rerun. A rerun into the same folder starts the file afresh."""
 
     FLUSH_EVERY = 512
 
-    def __init__(self, path: Path, annotate: Callable[[Prediction], Prediction] | None = None):
+    def __init__(self, path: Path, annotate: Callable[[list[Prediction]], None] | None = None):
         self.path = path
         self._annotate = annotate
         self._file = open(path, "w", encoding="utf-8")
-        self._lines: list[str] = []
+        self._pending: list[Prediction] = []
         self._scheduled = False
 
     def write(self, prediction: Prediction) -> None:
-        if self._annotate is not None:
-            prediction = self._annotate(prediction)
-        self._lines.append(prediction.to_json() + "\n")
-        if len(self._lines) >= self.FLUSH_EVERY:
+        self._pending.append(prediction)
+        if len(self._pending) >= self.FLUSH_EVERY:
             self.flush()
         elif not self._scheduled:
             try:
@@ -449,9 +469,11 @@ class PredictionWriter:
 
     def flush(self) -> None:
         self._scheduled = False
-        if self._lines and not self._file.closed:
-            self._file.write("".join(self._lines))
-            self._lines.clear()
+        if self._pending and not self._file.closed:
+            batch, self._pending = self._pending, []
+            if self._annotate is not None:
+                self._annotate(batch)
+            self._file.write("".join(p.to_json() + "\n" for p in batch))
             self._file.flush()
 
     def close(self) -> None:
@@ -497,14 +519,25 @@ async def run_model(
 
     async def answer(body: dict, repeat: int = 0) -> tuple[ChatResponse, bool]:
         material = cache_material(provider, body, repeat)
-        key = cache_key(material)
-        response, cached, shared = await flights.run(key, lambda: answer_once(body, material, key))
+        return await ask(material, cache_key(material))
+
+    def planned(pp: PreparedPrompt, example: Example, repeat: int, build: Callable[[], dict]) -> tuple[dict, str]:
+        """(material, key) of a planned request: the replay pre-check's, else built here."""
+        got = prepared.take_planned((model.id, pp.prompt.name, example.id, repeat))
+        if got is None:
+            material = cache_material(provider, build(), repeat)
+            got = material, cache_key(material)
+        return got
+
+    async def ask(material: dict, key: str) -> tuple[ChatResponse, bool]:
+        response, cached, shared = await flights.run(key, lambda: answer_once(material, key))
         if shared and fatal and response.error is not None:
             result.not_sent += 1  # it shared a stopped model's failed request: itself never sent
         return response, cached
 
-    async def answer_once(body: dict, material: dict, key: str) -> tuple[ChatResponse, bool]:
+    async def answer_once(material: dict, key: str) -> tuple[ChatResponse, bool]:
         nonlocal reached
+        body = material["body"]
         if cache is not None:
             hit = await cache.lookup(material, key=key)
             if hit is not None:
@@ -551,7 +584,11 @@ async def run_model(
         flags: list[bool] = []
 
         async def send(msgs: list[dict[str, str]]) -> ChatResponse:
-            response, cached = await answer(likelihood_body(prepared, pp, msgs, model, provider))
+            if not flags:  # the first request is the planned one (follow-ups depend on its answer)
+                response, cached = await ask(*planned(
+                    pp, example, 0, lambda: likelihood_body(prepared, pp, msgs, model, provider)))
+            else:
+                response, cached = await answer(likelihood_body(prepared, pp, msgs, model, provider))
             flags.append(cached)
             return response
 
@@ -618,8 +655,9 @@ async def run_model(
         examples = calibration_examples(prepared, pp)
         scores: dict[str, float] = {}
 
-        async def ask(example: Example) -> None:
-            response, cached = await answer(request_body(prepared, pp, example, model, provider))
+        async def score_one(example: Example) -> None:
+            response, cached = await ask(*planned(
+                pp, example, 0, lambda: request_body(prepared, pp, example, model, provider)))
             result.cache_hits += cached
             if response.error_kind == "cache_miss":
                 result.cache_misses.append({"model": model.id, "prompt": pp.prompt.name, "example_id": example.id})
@@ -628,7 +666,7 @@ async def run_model(
             if verdict.outcome == "valid" and verdict.label_probs:
                 scores[example.id] = verdict.label_probs[labels[1]]
 
-        await _pool(examples, ask, model.concurrency)
+        await _pool(examples, score_one, model.concurrency)
         ok = [e for e in examples if e.id in scores]
         fixed = pp.contract.output.threshold
         record: dict[str, Any] = {"method": cal.method}
@@ -750,8 +788,8 @@ async def run_model(
             await one_generated(pp, example, repeat if repeats > 1 else None)
 
     async def one_generated(pp: PreparedPrompt, example: Example, repeat: int | None) -> None:
-        body = request_body(prepared, pp, example, model, provider, repeat or 0)
-        response, cached = await answer(body, repeat or 0)
+        response, cached = await ask(*planned(
+            pp, example, repeat or 0, lambda: request_body(prepared, pp, example, model, provider, repeat or 0)))
         result.cache_hits += cached
         if response.error_kind == "cache_miss":
             result.cache_misses.append({"model": model.id, "prompt": pp.prompt.name, "example_id": example.id,
@@ -1018,7 +1056,7 @@ async def replay_precheck(prepared: Prepared, models: list[Model], cache: "Respo
     misses: list[dict] = []
     total = 0
     chunk: list[dict] = []
-    for request in iter_planned_requests(prepared, models):  # in chunks: memory stays flat
+    for request in iter_planned_requests(prepared, models, remember=True):  # in chunks: memory stays flat
         chunk.append(request)
         if len(chunk) == PRECHECK_CHUNK:
             misses += await find_misses(cache, chunk)

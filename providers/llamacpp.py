@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from harness.errors import HarnessError
 from providers.base import LaunchedServer
 from providers.bundled import BUNDLED_MODELS, bundled_gguf  # noqa: F401 - bundled_gguf: public here too
-from providers.launcher import ManagedServer, free_port
 from providers.openai import HttpOptions, OpenAIProvider
+
+if TYPE_CHECKING:
+    from providers.launcher import ManagedServer
 
 
 class LlamaCppOptions(HttpOptions):
@@ -57,7 +60,7 @@ class LlamaCppProvider(LaunchedServer, OpenAIProvider):
 
     def __init__(self, model):
         super().__init__(model)
-        self.server: ManagedServer | None = None
+        self.server: "ManagedServer | None" = None
         self._attached = bool(model.base_url or os.environ.get(self.base_url_env))
 
     def missing_requirement(self) -> str | None:
@@ -120,6 +123,8 @@ class LlamaCppProvider(LaunchedServer, OpenAIProvider):
 
     async def start(self) -> None:
         if not self._attached:
+            from providers.launcher import ManagedServer, free_port  # only a run that sends needs it
+
             port = free_port()
             self.server = ManagedServer(
                 self.launch_command(port),
