@@ -135,6 +135,180 @@ class AiohttpTransport(Transport):
             await session.close()
 
 
+class StreamTransport(Transport):
+    """HTTP/1.1 over asyncio's own streams, for a plain `http://` endpoint with no proxy — a local
+    llama-server, vLLM or Ollama, the common case — with nothing else imported.
+
+    Why not aiohttp there: importing aiohttp costs ~170 ms (its connector builds two TLS contexts,
+    loading the CA store, at import), about a fifth of a one-example `harness eval`, for TLS a
+    plain-HTTP server never uses. What the direct client needs of HTTP is small: a POST or GET with
+    a JSON body; a reply with Content-Length, chunked, or read to the end; keep-alive. That is all
+    this does. HTTPS and proxied endpoints keep `AiohttpTransport`.
+
+    Connections: idle ones are kept (last in, first out) and dropped after KEEPALIVE_S, below
+    llama-server's 5 s, so one is never reused just as the server closes it. A connection is reused
+    only after a complete reply (an exchange cut by a timeout or a cancel closes it). Nothing is
+    re-sent here, as with aiohttp: whether a lost exchange reached the server cannot be known, so
+    the scheduler's retry (counted, with backoff) decides. No cap of its own: the endpoint's
+    adaptive limiter caps requests in flight. Errors are the `TransportError` kinds
+    AiohttpTransport raises."""
+
+    def __init__(self, base_url: str, *, connect_timeout_s: float):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base_url)
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or 80
+        self.authority = parts.netloc.rpartition("@")[2]  # the Host header: host[:port], no userinfo
+        self.connect_timeout_s = connect_timeout_s
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+
+    async def request(self, method: str, url: str, headers: Mapping[str, str], content: bytes | None = None) -> Reply:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.authority}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if content is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(content or b'')}")
+        message = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (content or b"")
+        conn = self._take_idle()
+        reader, writer = conn if conn is not None else await self._connect()
+        done = keep = False
+        try:
+            writer.write(message)
+            await writer.drain()
+            first = await reader.readline()
+            if not first:
+                raise TransportError("connection", "the server closed or reset the connection without a reply")
+            reply, keep = await _read_reply(reader, first, method)
+            done = True
+            return reply
+        except (ConnectionError, OSError) as exc:
+            raise TransportError("connection", _lost(exc)) from None
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+            raise TransportError("connection", f"the body is incomplete or malformed: {_short_text(str(exc), 160)}") from None
+        finally:
+            if done and keep:
+                self._idle.append((reader, writer, _now()))
+            else:
+                writer.close()
+
+    def _take_idle(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        now = _now()
+        while self._idle:
+            reader, writer, since = self._idle.pop()
+            if now - since < KEEPALIVE_S and not reader.at_eof() and not writer.is_closing():
+                return reader, writer
+            writer.close()
+        return None
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        import socket
+
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                return await asyncio.open_connection(self.host, self.port)
+        except TimeoutError:
+            raise TransportError("unreachable", "connect timed out") from None
+        except socket.gaierror:
+            raise TransportError("unreachable", "the host name does not resolve") from None
+        except ConnectionRefusedError:
+            raise TransportError("unreachable", "connection refused") from None
+        except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED:
+                raise TransportError("unreachable", "connection refused") from None
+            raise TransportError("unreachable", _short_text(exc.strerror or str(exc), 80)) from None
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for _, writer, _ in idle:
+            writer.close()
+        for _, writer, _ in idle:
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+
+class _Headers(dict):
+    """Reply headers, case-insensitive (stored lower-case), as aiohttp's and httpx's are."""
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+
+async def _read_reply(reader: asyncio.StreamReader, first: bytes, method: str) -> tuple[Reply, bool]:
+    """The reply whose status line is `first`, and whether its connection may be reused."""
+    while True:
+        version, _, rest = first.decode("latin-1").partition(" ")
+        if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
+            raise ValueError(f"not an HTTP/1.x status line: {first[:80]!r}")
+        status = int(rest[:3])
+        headers = _Headers()
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line:
+                raise TransportError("connection", "the reply is incomplete: the connection closed inside its headers")
+            name, sep, value = line.decode("latin-1").partition(":")
+            if sep:
+                name, value = name.strip().lower(), value.strip()
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        if not 100 <= status < 200:  # an interim 1xx reply: the real one follows
+            break
+        first = await reader.readline()
+        if not first:
+            raise TransportError("connection", "the reply is incomplete: the connection closed after an interim reply")
+    connection = headers.get("connection", "").lower()
+    keep = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
+    if method == "HEAD" or status in (204, 304):
+        body = b""
+    elif "chunked" in headers.get("transfer-encoding", "").lower():
+        parts = []
+        while True:
+            size = int((await reader.readline()).split(b";")[0].strip() or b"x", 16)  # ValueError if not hex
+            if size == 0:
+                while (await reader.readline()) not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                break
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        body = b"".join(parts)
+    elif "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    else:  # no length given: the body runs to the end of the connection
+        body = await reader.read()
+        keep = False
+    return Reply(status, headers, body), keep
+
+
+def _lost(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionResetError) or getattr(exc, "errno", None) == errno.ECONNRESET:
+        return "connection reset by peer"
+    return f"{type(exc).__name__}: {_short_text(str(exc), 160) or 'no detail'}"
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def make_transport(base_url: str, *, connect_timeout_s: float) -> Transport:
+    """The transport for an endpoint: asyncio's own streams for plain HTTP with no proxy (no
+    aiohttp import), aiohttp for HTTPS and proxied endpoints."""
+    if base_url.lower().startswith("http://") and env_proxy(base_url) is None:
+        return StreamTransport(base_url, connect_timeout_s=connect_timeout_s)
+    return AiohttpTransport(base_url, connect_timeout_s=connect_timeout_s)
+
+
 def env_proxy(url: str) -> str | None:
     """The proxy the environment names for `url` (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`),
     None when there is none or `NO_PROXY` covers its host."""

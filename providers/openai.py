@@ -53,7 +53,7 @@ from harness.errors import HarnessError
 from providers.base import ChatRequest, ChatResponse, Provider, ProviderOptions
 from providers.batch import BatchJob, custom_id
 from providers.http import (
-    AiohttpTransport, DirectClient, HttpxTransport, Transport, TransportError, decode, encode, release_transport,
+    DirectClient, HttpxTransport, Transport, TransportError, decode, encode, make_transport, release_transport,
     shared_transport,
 )
 from providers.scheduling import Attempt, RetryPolicy, Scheduler, key_fingerprint, limiter_for
@@ -376,7 +376,7 @@ class OpenAIProvider(Provider):
             return HttpxTransport(factory())
         self._transport_key = ("http", self.base_url, key_fingerprint(self.api_key))
         connect = min(CONNECT_TIMEOUT_S, self.model.timeout_s)
-        return shared_transport(self._transport_key, lambda: AiohttpTransport(self.base_url, connect_timeout_s=connect))
+        return shared_transport(self._transport_key, lambda: make_transport(self.base_url, connect_timeout_s=connect))
 
     async def stop(self) -> None:
         if self.client is not None:

@@ -24,7 +24,7 @@ import pytest
 from harness.keys import request_key
 from harness.spec import Model, Params
 from providers.base import ChatRequest
-from providers.http import AiohttpTransport, HttpxTransport, _SHARED
+from providers.http import HttpxTransport, StreamTransport, _SHARED
 from providers.llamacpp import LlamaCppProvider
 from providers.openai import OpenAIProvider
 from http_stub import OpenAIStub
@@ -181,12 +181,13 @@ def test_exact_bodies_reach_a_real_server_through_one_shared_pool():
                 return await asyncio.gather(*(a.send(x) for x in bodies_a), *(b.send(x) for x in bodies_b))
             finally:
                 await a.stop()
-                assert not transports[1]._session.closed  # b still uses the pool
+                assert list(_SHARED[asyncio.get_running_loop()].values())[0][0] is transports[1]  # b still uses it
                 await b.stop()
 
         responses = asyncio.run(main())
         received = list(stub.bodies)
-    assert transports[0] is transports[1] and isinstance(transports[0], AiohttpTransport)
+    # plain http://, no proxy: asyncio's own streams (no aiohttp import; tests/test_transports.py)
+    assert transports[0] is transports[1] and isinstance(transports[0], StreamTransport)
     assert sorted(map(json.dumps, received)) == sorted(map(json.dumps, bodies_a + bodies_b))
     assert [r.text for r in responses] == ['{"label": "positive"}'] * 6 + ["negative"] * 6
     assert all(r.usage == {"prompt_tokens": 20, "completion_tokens": 5} for r in responses)

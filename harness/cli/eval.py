@@ -123,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from harness.report import console_table
     from harness.runner import parse_model_flag, run_eval
     from harness.spec import load_spec
 
@@ -168,6 +167,8 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if cache is not None:
             cache.close()
+    from harness.report import console_table  # after the run: nothing the first request needs
+
     out = console()
     n = outcome.run["dataset"].get("rows_used")
     title = f"{spec.name}: {outcome.run['dataset'].get('split')} split, {n} examples"
@@ -198,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
         out.print(f"report: {outcome.run_dir / 'report.html'}", markup=False)
     heading = f"## harness eval {spec.name}: {outcome.run['status']}"
     if not outcome.complete:
-        out.print(f"[bold red]status: INCOMPLETE[/] — these figures are not a result (exit 4):")
+        out.print("[bold red]status: INCOMPLETE[/] — these figures are not a result (exit 4):")
         for reason in outcome.run["status_reasons"]:
             out.print(f"  - {reason}", markup=False)
         if args.check:
