@@ -211,6 +211,8 @@ class OpenAIProvider(Provider):
     direct_capable: ClassVar[bool] = True
     _raw_base_url: str | None = None  # base_url memo (see the property)
     _base_url: str = ""
+    _parsed_url: str | None = None  # the URL _host_endpoint was parsed from
+    _host_endpoint: tuple[str | None, str] = (None, "://")
     Options = OpenAIOptions
     has_batch_api = True
 
@@ -234,14 +236,27 @@ class OpenAIProvider(Provider):
             self._raw_base_url, self._base_url = url, normalise_base_url(url) if url else url
         return self._base_url
 
+    def _parsed(self) -> tuple[str | None, str]:
+        """(host name, endpoint) of the base URL in use, parsed once per URL: every body asks."""
+        url = self.base_url  # a launched server's own URL, for subclasses that launch one
+        if url != self._parsed_url:
+            parts = urlsplit(url or "")
+            self._parsed_url = url
+            self._host_endpoint = parts.hostname, f"{parts.scheme}://{parts.netloc}{parts.path}"
+        return self._host_endpoint
+
+    @property
+    def host(self) -> str | None:
+        return self._parsed()[0]
+
     @property
     def is_hosted_openai(self) -> bool:
-        return urlsplit(self.base_url).hostname == "api.openai.com"
+        return self.host == "api.openai.com"
 
     @property
     def is_hosted(self) -> bool:
         """A hosted API with strict-mode schema rules (not a self-hosted compatible server)."""
-        return urlsplit(self.base_url).hostname in self.hosted_hosts
+        return self.host in self.hosted_hosts
 
     def missing_requirement(self) -> str | None:
         # A self-hosted OpenAI-compatible server usually needs no key.
@@ -250,8 +265,7 @@ class OpenAIProvider(Provider):
         return super().missing_requirement()
 
     def endpoint(self) -> str:
-        parts = urlsplit(self.base_url)
-        return f"{parts.scheme}://{parts.netloc}{parts.path}"
+        return self._parsed()[1]
 
     @property
     def served_name(self) -> str:
