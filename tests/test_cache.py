@@ -342,6 +342,36 @@ def test_replay_from_a_fixture_file(tmp_path):
     assert cache.describe()["hits"] == 11 and not (tmp_path / "unused").exists()
 
 
+MAIN_SPEC = Path(__file__).resolve().parent.parent / "specs" / "rotten_tomatoes.yaml"
+
+
+@pytest.mark.skipif(not (MAIN_SPEC.parent / "fixtures" / "rotten_tomatoes.jsonl").is_file(),
+                    reason="the committed fixture is absent")
+def test_a_replay_reads_the_same_records_whether_the_precheck_kept_its_requests_or_not(tmp_path, monkeypatch):
+    """The replay pre-check builds every request once and the run takes those it kept
+    (`Prepared.take_planned`, bounded by PLANNED_KEPT); past the bound the run builds its own. Both
+    halves must give the very same records: a kept request is the one the run would have built."""
+    from harness.runner import Prepared, run_eval
+
+    spec = load_spec(MAIN_SPEC)
+
+    def replay(out: Path) -> list[str]:
+        cache = ResponseCache("replay", tmp_path / "unused", fixture=MAIN_SPEC.parent / "fixtures" / "rotten_tomatoes.jsonl")
+        try:
+            outcome = asyncio.run(run_eval(spec, out_dir=out, limit=40, baselines=[], cache=cache))
+        finally:
+            cache.close()
+        assert outcome.complete and cache.describe()["misses"] == 0
+        return sorted((out / "predictions.jsonl").read_text().splitlines())
+
+    kept = replay(tmp_path / "kept")
+    monkeypatch.setattr(Prepared, "PLANNED_KEPT", 7)  # 7 of the 180 planned kept, the rest rebuilt
+    partly = replay(tmp_path / "partly")
+    monkeypatch.setattr(Prepared, "PLANNED_KEPT", 0)
+    rebuilt = replay(tmp_path / "rebuilt")
+    assert len(kept) == 4 * 40 and kept == partly == rebuilt
+
+
 def test_cache_cli_stats_export_import_clear(tmp_path, capsys):
     directory, planned = _filled_cache(tmp_path)
     assert main(["cache", "stats", "--cache-dir", str(directory), "--json"]) == 0
