@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -87,15 +86,6 @@ def test_rotten_tomatoes_test_split(data_dir, source):
     assert fp["rows_total"] == fp["rows_used"] == 1066
     assert fp["limit"] is None and fp["seed"] == 0
     assert len(fp["sha256"]) == 64
-
-
-@needs_data
-def test_load_is_fast(data_dir):
-    spec = make_spec("{source: rotten_tomatoes}")
-    load_eval_split(spec)  # warm the file cache
-    start = time.perf_counter()
-    load_eval_split(spec)
-    assert time.perf_counter() - start < 0.05
 
 
 @needs_data
@@ -461,13 +451,12 @@ def test_draw_shots_multi_label_by_first_label():
 
 
 @needs_data
-def test_draw_shots_fast_on_real_pool(data_dir):
+def test_draw_shots_on_the_real_pool(data_dir):
+    # how fast: bench/data_load.py (speed is a benchmark's, not a test's)
     spec = make_spec("{source: rotten_tomatoes}")
     pool = load_split(spec, "train").examples
     evaluated = load_eval_split(spec).examples
-    start = time.perf_counter()
     draws = [draw_shots(pool, 8, 0, e) for e in evaluated]
-    assert time.perf_counter() - start < 2.0
     assert all(len(d) == 8 and Counter(s.gold for s in d) == {"positive": 4, "negative": 4} for d in draws)
     assert len({tuple(s.id for s in d) for d in draws}) > 1000  # different per example
 
