@@ -611,7 +611,14 @@ class _Located:
         if len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
             raise SpecError(path, [(None, "", f"the file is over {MAX_SPEC_BYTES // 1_000_000} MB; a spec is a short YAML file")])
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            # libyaml's parser when PyYAML has it (ten times faster); a file it rejects is parsed
+            # again by the pure-Python one, whose messages name what it found ("but got ':'")
+            node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError:
+            node = None
+        try:
+            if node is None:
+                node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark else None
