@@ -320,6 +320,9 @@ def test_import_rejects_edited_or_foreign_lines_naming_the_line(tmp_path):
     (tmp_path / "bad.jsonl").write_text(lines[0] + "\n{not json\n")
     with pytest.raises(HarnessError, match=r"bad\.jsonl:2: not valid JSON"):
         list(read_fixture(tmp_path / "bad.jsonl"))
+    (tmp_path / "latin1.jsonl").write_bytes((lines[0] + "\n\n").encode() + '{"key": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(HarnessError, match=r"latin1\.jsonl:3: the fixture is not UTF-8 \(invalid continuation byte\)"):
+        list(read_fixture(tmp_path / "latin1.jsonl"))
     assert len(open_disk_cache(tmp_path / "new")) == 0  # nothing half-imported
 
 
