@@ -498,7 +498,9 @@ async def run_model(
     async def answer(body: dict, repeat: int = 0) -> tuple[ChatResponse, bool]:
         material = cache_material(provider, body, repeat)
         key = cache_key(material)
-        response, cached, shared = await flights.run(key, lambda: answer_once(body, material, key))
+        response, cached, shared = await flights.run(
+            key, lambda: answer_once(body, material, key),
+            recall=(lambda: cache.lookup(material, record=False, key=key)) if cache is not None and cache.replay else None)
         if shared and fatal and response.error is not None:
             result.not_sent += 1  # it shared a stopped model's failed request: itself never sent
         return response, cached
@@ -860,17 +862,26 @@ class Span:
 class SingleFlight:
     """One request per cache key in flight: a caller asking for a key that is already being
     answered waits for that answer instead of paying again. With `remember`, finished storable
-    answers stay for the rest of the run (for cache modes that cannot serve them back: write, read)."""
+    answers stay for the rest of the run (for cache modes that cannot serve them back: write, read).
+    A caller passing `recall` (a replay: the cache holds every answer) has only its key remembered,
+    and a later caller gets the answer read back by `recall()`: a 100k-example replay kept 200k
+    responses alive for the whole run (~190 MiB) to share the few bodies two prompts have in common."""
 
     def __init__(self, *, remember: bool = False):
         self.remember = remember
         self.shared = 0
         self._flights: dict[str, asyncio.Future] = {}
+        self._recallable: set[bytes] = set()  # keys (sha256 hex, as bytes) answered and recallable
 
-    async def run(self, key: str, fetch: Callable[[], Any]) -> tuple[ChatResponse, bool, bool]:
+    async def run(self, key: str, fetch: Callable[[], Any], recall: Callable[[], Any] | None = None) -> tuple[ChatResponse, bool, bool]:
         """(response, cached, shared) for `key`: `fetch()`'s (response, cached), fetched once; a
         caller that found the key in flight gets the same response with shared=True."""
         flight = self._flights.get(key)
+        if flight is None and recall is not None and self._recallable and bytes.fromhex(key) in self._recallable:
+            response = await recall()  # the same stored answer the first caller was given
+            if response is not None:
+                self.shared += 1
+                return response, True, True
         if flight is not None:
             response, cached = await asyncio.shield(flight) if not flight.done() else flight.result()
             self.shared += 1
@@ -890,6 +901,9 @@ class SingleFlight:
 
         if not self.remember or unstorable(got[0]) is not None:
             del self._flights[key]
+        elif recall is not None:  # the cache serves it back: keep the key, not the answer
+            del self._flights[key]
+            self._recallable.add(bytes.fromhex(key))
         return got[0], got[1], False
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -29,3 +31,79 @@ def test_mcnemar_in_log_space_matches_the_integer_sum(b, c):
     exact = min(1.0, 2 * sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n)
     assert n > kernel.EXACT_MCNEMAR_MAX
     assert kernel.mcnemar_exact(b, c) == pytest.approx(exact, rel=1e-9, abs=1e-300)
+
+
+def test_a_replay_remembers_finished_keys_and_recalls_their_answers_from_the_cache():
+    """SingleFlight with `recall` (a replay) keeps no response once its flight ends: a later caller
+    of the same key gets `recall()`'s answer, counted shared and cached as a remembered answer was."""
+    import asyncio
+
+    from harness.runner import SingleFlight
+    from providers.base import ChatResponse
+
+    key = "ab" * 32  # a cache key: sha256 hex
+    calls = []
+
+    async def fetch():
+        calls.append("fetch")
+        return ChatResponse(text="positive"), True
+
+    async def recall():
+        calls.append("recall")
+        return ChatResponse(text="positive")
+
+    async def main():
+        flights = SingleFlight(remember=True)
+        first = await flights.run(key, fetch, recall=recall)
+        assert flights._flights == {}  # nothing held for the rest of the run
+        second = await flights.run(key, fetch, recall=recall)
+        other = await flights.run("cd" * 32, fetch, recall=recall)  # another key: fetched
+        return flights, first, second, other
+
+    flights, first, second, other = asyncio.run(main())
+    assert calls == ["fetch", "recall", "fetch"]
+    assert (first[0].text, first[1:]) == ("positive", (True, False))
+    assert (second[0].text, second[1:]) == ("positive", (True, True))
+    assert other[1:] == (True, False) and flights.shared == 1
+
+
+def test_a_replay_of_two_prompts_with_one_body_counts_what_the_recorded_run_remembered(tmp_path):
+    """Two prompts sending the same body over 6 rows, recorded with `--cache write`, then replayed:
+    each of the 6 bodies is looked up once (6 cache hits), the second prompt's 6 are shared, and
+    the 12 answers count as cache hits, as when the replay kept every answer in memory."""
+    import asyncio
+
+    from harness.cache import ResponseCache
+    from harness.runner import run_eval
+    from harness.spec import load_spec
+    from http_stub import OpenAIStub
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "test.jsonl").write_text("".join(
+        json.dumps({"text": f"{i}: a {'good' if i % 2 else 'dull'} film", "label": i % 2}) + "\n" for i in range(6)))
+    (tmp_path / "p.j2").write_text("{% block system %}Classify.{% endblock %}{% block user %}{{ text }}{% endblock %}")
+
+    def run(mode: str, base_url: str, out: str):
+        spec = {"name": "same_body", "dataset": {"source": "data", "split": "test", "train_split": None,
+                                                  "label_map": {0: "negative", 1: "positive"}},
+                "labels": [{"name": "negative"}, {"name": "positive"}],
+                "prompts": [{"name": "first", "template": "p.j2", "mode": "text"},
+                            {"name": "second", "template": "p.j2", "mode": "text"}],
+                "models": [{"provider": "openai", "model": "stub-model", "base_url": base_url, "concurrency": 1,
+                            "params": {"temperature": 0, "max_tokens": 4}}]}
+        (tmp_path / "spec.yaml").write_text(json.dumps(spec))
+        cache = ResponseCache(mode, tmp_path / "cache")
+        try:
+            return asyncio.run(run_eval(load_spec(tmp_path / "spec.yaml"), out_dir=tmp_path / out, baselines=[], cache=cache))
+        finally:
+            cache.close()
+
+    with OpenAIStub() as stub:
+        recorded = run("write", stub.base_url, "recorded")
+        assert stub.requests == 6
+    replayed = run("replay", stub.base_url, "replayed")  # the stub is gone: a replay never calls it
+    counts = replayed.run["requests"]["openai:stub-model"]
+    assert (counts["sent"], counts["cache_hits"], counts["shared"]) == (0, 12, 6)
+    assert (replayed.run["cache"]["hits"], replayed.run["cache"]["misses"]) == (6, 0)
+    assert [r["accuracy"] for r in replayed.metrics] == [r["accuracy"] for r in recorded.metrics]
