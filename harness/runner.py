@@ -1163,6 +1163,12 @@ async def run_eval(
     finally:
         writer.close()
     wall_s = round(time.perf_counter() - t0, 3)
+    # Scoring reads the records back from predictions.jsonl; the examples (texts, raw rows, the
+    # rendered-message cache) are let go first: at 100k examples they are ~100 MiB that scoring
+    # never reads, and freeing them makes room for the records read back.
+    fingerprint = prepared.eval.fingerprint
+    prompt_names = [pp.prompt.name for pp in prepared.prompts]
+    del prepared, writer
 
     from harness.suites import score_suites
 
@@ -1183,9 +1189,9 @@ async def run_eval(
         "started_at": started_at,
         "wall_s": wall_s,
         "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "dataset": prepared.eval.fingerprint,
+        "dataset": fingerprint,
         "models": [m.id for m in selected],
-        "prompts": [pp.prompt.name for pp in prepared.prompts],
+        "prompts": prompt_names,
         "skipped": [{"model": r.model, "reason": r.skipped} for r in results if r.skipped]
         + [{"model": r.id, "reason": r.skipped} for r in baseline_results if r.skipped],
         "baselines": {r.id: r.record() for r in baseline_results},
@@ -1221,7 +1227,7 @@ async def run_eval(
     # report.html reads the run folder back; what the run held in memory (every example and
     # prediction) is let go first, so a 100k-example run does not hold it twice
     misses = [m for r in results for m in r.cache_misses]
-    del everything, predictions, rows, prepared, writer
+    del everything, predictions, rows
     try:  # the page is a view of the files just written: a bug in it must not lose the run
         from harness.html_report import write_html_report
 
