@@ -107,3 +107,35 @@ def test_a_replay_of_two_prompts_with_one_body_counts_what_the_recorded_run_reme
     assert (counts["sent"], counts["cache_hits"], counts["shared"]) == (0, 12, 6)
     assert (replayed.run["cache"]["hits"], replayed.run["cache"]["misses"]) == (6, 0)
     assert [r["accuracy"] for r in replayed.metrics] == [r["accuracy"] for r in recorded.metrics]
+
+
+def test_a_streamed_split_reads_and_fingerprints_like_the_whole_file(tmp_path):
+    """JSONL is read line by line and the fingerprint hashed row by row: the same examples, error
+    lines and sha256 as the canonical JSON of the whole list of rows (its definition)."""
+    import hashlib
+
+    from harness.data import load_split
+    from harness.errors import HarnessError
+    from harness.spec import parse_spec
+
+    def spec(source: Path):
+        return parse_spec(f"name: t\ndataset: {{source: {source}, split: test}}\n"
+                          "labels: [{name: negative}, {name: positive}]\nprompts: [{name: p, template: t.j2}]\n")
+
+    rows = [{"text": "ünï\u2028code ok", "label": "positive"}, {"text": "dull", "label": "negative"}]
+    path = tmp_path / "test.jsonl"
+    path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n\n", encoding="utf-8")
+    split = load_split(spec(path), "test")
+    assert [(e.id, e.text, e.gold) for e in split.examples] == [
+        ("test:0", "ünï\u2028code ok", "positive"), ("test:1", "dull", "negative")]
+    canonical = json.dumps([{"gold": r["label"], "id": f"test:{i}", "text": r["text"]} for i, r in enumerate(rows)],
+                           ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    assert split.fingerprint["sha256"] == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    path.write_text(json.dumps(rows[0]) + "\n\n{broken\n")
+    with pytest.raises(HarnessError, match=r"test.jsonl:3: invalid JSON"):
+        load_split(spec(path), "test")
+    array = tmp_path / "array.json"  # a JSON array after blank lines: its error names its own line
+    array.write_text("\n\n[" + json.dumps(rows[0]) + ",\n oops]")
+    with pytest.raises(HarnessError, match=r"array.json:4: invalid JSON"):
+        load_split(spec(array), "test")
