@@ -139,3 +139,34 @@ def test_a_streamed_split_reads_and_fingerprints_like_the_whole_file(tmp_path):
     array.write_text("\n\n[" + json.dumps(rows[0]) + ",\n oops]")
     with pytest.raises(HarnessError, match=r"array.json:4: invalid JSON"):
         load_split(spec(array), "test")
+
+
+def test_report_html_is_written_in_pieces_that_make_the_whole_page(tmp_path, monkeypatch):
+    """The example browser's JSON comes in pieces of EXAMPLES_PER_PIECE examples: joined, they are
+    the one JSON text of the whole data (escaped for <script> the same way), and report.html on
+    disk is the page `build_report_html` returns."""
+    from harness import html_report
+    from harness.metrics.assemble import build_rows
+    from harness.records import Prediction
+    from harness.report import write_run_files
+
+    labels = ["negative", "positive"]
+    preds = [Prediction(f"test:{i}", "m:x", prompt, labels[i % 2], labels[(i // 3) % 2], "valid" if i % 5 else "invalid_json",
+                        raw="</script>\u2028" if i == 4 else labels[(i // 3) % 2], text=f"text <{i}>\u2029",
+                        confidence=0.5 + i / 40)
+             for prompt in ("a", "b") for i in range(7)]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "predictions.jsonl").write_text("".join(p.to_json() + "\n" for p in preds))
+    (run / "spec.resolved.json").write_text(json.dumps({"name": "s", "labels": [{"name": n} for n in labels]}))
+    write_run_files(run, {"spec": "s"}, build_rows(preds, labels, "single_label"))
+    monkeypatch.setattr(html_report, "EXAMPLES_PER_PIECE", 3)
+    view = html_report.load_view(run)
+    pieces = list(html_report.browser_json(view))
+    assert len(pieces) == 2 + 3  # head, examples 0-2, 3-5, 6, tail
+    whole = html_report._json(html_report.browser_data(view))
+    assert "".join(pieces) == whole and json.loads(whole)["examples"][4]["a"][0][2] == "</script>\u2028"
+    page = html_report.build_report_html(run)
+    blob = page.split('<script type="application/json" id="report-data">', 1)[1].split("</script>", 1)[0]
+    assert blob == html_report._script_safe(whole) and "\u2028" not in blob and "<" not in blob
+    assert html_report.write_html_report(run).read_text(encoding="utf-8") == page
