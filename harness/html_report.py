@@ -14,6 +14,7 @@ metrics.json already has.
 
 from __future__ import annotations
 
+import heapq
 import html
 import json
 import math
@@ -815,18 +816,17 @@ cost what they would have cost.</p>{note}<div class="charts">{"".join(charts)}</
 def section_failures(view: RunView) -> str:
     parts = []
     # most confident errors
-    errors = []
-    for r in view.rows:
-        for eid, p in r.preds.items():
-            c = p.get("confidence")
-            if c is not None and p.get("outcome") == "valid" and not r.right(eid, view.task):
-                errors.append((float(c), r, eid, p))
-    errors.sort(key=lambda e: (-e[0], _natural(e[2])))
+    # the 15 shown, kept as they come (heapq.nsmallest is sorted(...)[:15], ties in the same order):
+    # not a list of every confident error of a 100k-example run
+    errors = heapq.nsmallest(15, (
+        (float(p.get("confidence")), r, eid, p) for r in view.rows for eid, p in r.preds.items()
+        if p.get("confidence") is not None and p.get("outcome") == "valid" and not r.right(eid, view.task)
+    ), key=lambda e: (-e[0], _natural(e[2])))
     if errors:
         body = "".join(
             f'<tr><td>{esc(r.label)}</td><td class="eid">{esc(eid)}</td><td class="num">{c:.3f}</td><td>{esc(p.get("gold"))}</td>'
             f'<td>{esc(shown_answer(p))}</td><td class="text">{esc(_clip(view.texts.get(eid), 240))}</td></tr>'
-            for c, r, eid, p in errors[:15])
+            for c, r, eid, p in errors)
         parts.append(f'<h3>Most confident errors</h3><table class="data"><thead><tr><th>row</th><th>example</th><th>confidence</th>'
                      f'<th>gold</th><th>answer</th><th>text</th></tr></thead><tbody>{body}</tbody></table>')
     else:
