@@ -14,13 +14,19 @@ from harness.metrics import kernel
 @pytest.mark.parametrize("n,resamples,cells,n_blocks", [
     (7, 50, 21, 1), (3000, 40, 1 << 16, 2), (70_000, 5, 1 << 16, 5), (5, 0, 10, 0)])
 def test_weight_blocks_are_the_rows_of_the_resampled_counts(n, resamples, cells, n_blocks):
-    blocks = list(kernel.resample_weight_blocks(n, resamples, seed=3, cells=cells))
+    blocks = [b.copy() for b in kernel.resample_weight_blocks(n, resamples, seed=3, cells=cells)]
     assert len(blocks) == n_blocks and sum(len(b) for b in blocks) == resamples
     idx = kernel.resample_indices(n, resamples, seed=3)
     expected = np.stack([np.bincount(row, minlength=n) for row in idx]) if resamples else np.empty((0, n))
     got = np.concatenate(blocks) if blocks else np.empty((0, n))
     assert np.array_equal(got, expected)
     assert np.array_equal(kernel.resample_weights(n, resamples, seed=3), expected)
+
+
+def test_weight_blocks_share_one_buffer():
+    """A block is overwritten by the next (one buffer: scoring holds one block, not two)."""
+    blocks = list(kernel.resample_weight_blocks(3000, 40, seed=3, cells=1 << 16))
+    assert len(blocks) == 2 and np.shares_memory(blocks[0], blocks[1])
 
 
 @pytest.mark.parametrize("b,c", [(1000, 1100), (1500, 1600), (2900, 3100), (1200, 1210), (3000, 3000), (5, 2500)])
