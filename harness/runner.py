@@ -878,8 +878,10 @@ class SingleFlight:
         caller that found the key in flight gets the same response with shared=True."""
         flight = self._flights.get(key)
         if flight is None and recall is not None and self._recallable and bytes.fromhex(key) in self._recallable:
+            from harness.cache import unstorable
+
             response = await recall()  # the same stored answer the first caller was given
-            if response is not None:
+            if response is not None and unstorable(response) is None:  # else asked afresh below
                 self.shared += 1
                 return response, True, True
         if flight is not None:
