@@ -1166,7 +1166,7 @@ async def run_eval(
         writer.close()
     wall_s = round(time.perf_counter() - t0, 3)
     # Scoring reads the records back from predictions.jsonl; the examples (texts, raw rows, the
-    # rendered-message cache) are let go first: at 100k examples they are ~100 MiB that scoring
+    # rendered-message cache) are let go first: at 100k examples they are ~60 MiB that scoring
     # never reads, and freeing them makes room for the records read back.
     fingerprint = prepared.eval.fingerprint
     prompt_names = [pp.prompt.name for pp in prepared.prompts]
