@@ -9,6 +9,11 @@ child) and peak RSS (the kernel's `ru_maxrss` of that child), and the time per e
 linearity can be read off: the per-example figure should stay flat as N grows.
 
     python bench/replay_scale.py [--sizes 10000 30000 100000] [--prompts 2] [--keep DIR]
+    python bench/replay_scale.py --sizes 30000 --reuse DIR   # rerun on folders kept by --keep DIR
+
+`--reuse DIR` skips the generation (a 100k cache takes a minute to build) and replays DIR/nN as
+kept by an earlier `--keep DIR`, so the replay itself can be rerun while iterating on the code;
+`bench/replay_phases.py DIR/nN` breaks one such replay down by phase.
 
 The spec: one OpenAI-compatible model at an address nothing listens on (a replay never calls a
 model), `--prompts` prompts (json_schema, then a bare label: each example costs that many
@@ -122,21 +127,32 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
     parser.add_argument("--prompts", type=int, choices=(1, 2), default=2)
     parser.add_argument("--keep", type=Path, help="generate into this folder and keep it (default: a temp dir, removed)")
+    parser.add_argument("--reuse", type=Path, help="replay the folders an earlier --keep DIR left (nothing generated)")
     args = parser.parse_args()
+    if args.keep and args.reuse:
+        parser.error("--keep and --reuse exclude each other")
 
-    work = args.keep or Path(tempfile.mkdtemp(prefix="harness-replay-scale-"))
+    work = args.reuse or args.keep or Path(tempfile.mkdtemp(prefix="harness-replay-scale-"))
+    keep = args.keep is not None or args.reuse is not None
     rows = []
+    prompts = args.prompts
     try:
         for n in args.sizes:
             folder = work / f"n{n}"
-            if folder.exists():
-                shutil.rmtree(folder)
-            folder.mkdir(parents=True)
-            write_dataset(folder / "data", n)
-            spec = write_spec(folder, args.prompts)
-            t0 = time.perf_counter()
-            entries = fill_cache(spec, folder / "cache")
-            built = time.perf_counter() - t0
+            spec = folder / "spec.yaml"
+            if args.reuse:
+                if not (spec.is_file() and (folder / "cache").is_dir()):
+                    raise SystemExit(f"{folder}: no kept replay here (make one with --keep {args.reuse} --sizes {n})")
+                entries, built = None, 0.0
+            else:
+                if folder.exists():
+                    shutil.rmtree(folder)
+                folder.mkdir(parents=True)
+                write_dataset(folder / "data", n)
+                spec = write_spec(folder, args.prompts)
+                t0 = time.perf_counter()
+                entries = fill_cache(spec, folder / "cache")
+                built = time.perf_counter() - t0
             env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
             command = [sys.executable, "-m", "harness.cli", "eval", str(spec), "--cache", "replay", "--no-fixture",
                        "--cache-dir", str(folder / "cache"), "--no-baselines", "--quiet", "--out", str(folder / "run")]
@@ -144,16 +160,19 @@ def main() -> None:
             metrics = json.loads((folder / "run" / "metrics.json").read_text())
             assert metrics["run"]["status"] == "complete", metrics["run"]["status_reasons"]
             hits = sum(r["cache_hits"] for r in metrics["run"]["requests"].values())
+            prompts = len(metrics["run"]["prompts"])
+            entries = hits if entries is None else entries  # reused: every request hit an entry
             rows.append((n, entries, hits, wall, cpu, rss))
-            print(f"n={n}: {entries} cache entries built in {built:.0f}s; replay {wall:.1f}s wall, {cpu:.1f}s CPU, "
+            made = "reused" if args.reuse else f"built in {built:.0f}s"
+            print(f"n={n}: {entries} cache entries {made}; replay {wall:.1f}s wall, {cpu:.1f}s CPU, "
                   f"{rss:.0f} MiB peak RSS, {hits} hits", flush=True)
-            if args.keep is None:
+            if not keep:
                 shutil.rmtree(folder, ignore_errors=True)
     finally:
-        if args.keep is None:
+        if not keep:
             shutil.rmtree(work, ignore_errors=True)
     print(f"\nmachine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end, Python {sys.version.split()[0]}; "
-          f"{args.prompts} prompt(s) per example\n")
+          f"{prompts} prompt(s) per example\n")
     print("| examples | requests | wall | CPU (user+sys) | peak RSS | wall per example | CPU per example |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n, entries, hits, wall, cpu, rss in rows:

@@ -248,15 +248,20 @@ def _splits_message(folders: list[Path]) -> str:
 # Reading rows. Each reader yields (where, row): `where` locates the row in error messages.
 
 
-def _read_file(path: Path) -> list[tuple[str, dict]]:
+def _read_file(path: Path) -> Iterator[tuple[str, dict]]:
+    """(where, row) for each row of a data file, as they are read: a JSONL file streams line by
+    line, so a 100k-row split never holds the file's text, its lines and its rows at once."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
-            return _read_parquet(path)
+            yield from _read_parquet(path)
+            return
         if suffix == ".csv":
-            return _read_csv(path)
+            yield from _read_csv(path)
+            return
         if suffix in (".jsonl", ".json", ".ndjson"):
-            return _read_jsonl(path)
+            yield from _read_jsonl(path)
+            return
     except UnicodeDecodeError as exc:
         raise HarnessError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); save the file as UTF-8") from None
     except RecursionError:
@@ -271,11 +276,14 @@ def _read_file(path: Path) -> list[tuple[str, dict]]:
     )
 
 
-def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
+def _read_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
     with open(path, encoding="utf-8") as f:
-        text = f.read()
-    stripped = text.lstrip()
-    if stripped.startswith("["):  # a .json file holding one array of objects
+        lead = ""  # the whitespace before the first character, kept: JSON errors name a line
+        first = f.read(1)
+        while first and first.isspace():
+            lead, first = lead + first, f.read(1)
+        text = lead + first + f.read() if first == "[" else None
+    if text is not None:  # a .json file holding one array of objects
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -286,11 +294,16 @@ def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
             if not isinstance(row, dict):
                 raise HarnessError(f"{where}: expected a JSON object of fields, got {_kind(row)}")
             rows.append((where, row))
-        return rows
+        yield from rows
+        return
 
-    rows = []
     loads = json.loads
-    for lineno, line in enumerate(text.split("\n"), 1):
+    with open(path, encoding="utf-8") as f:
+        yield from _jsonl_rows(path, f, loads)
+
+
+def _jsonl_rows(path: Path, f, loads) -> Iterator[tuple[str, dict]]:
+    for lineno, line in enumerate(f, 1):  # universal newlines, like the text's split on "\n"
         if not line.strip():
             continue
         try:
@@ -304,8 +317,7 @@ def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
             raise HarnessError(
                 f"{path}:{lineno}: expected a JSON object of fields on each line, got {_kind(row)}"
             )
-        rows.append((f"{path}:{lineno}", row))
-    return rows
+        yield f"{path}:{lineno}", row
 
 
 def _read_csv(path: Path) -> list[tuple[str, dict]]:
@@ -601,10 +613,15 @@ def per_class_sample(examples: list[Example], k: int, seed: int, names: list[str
 
 
 def _rows_sha256(examples: list[Example]) -> str:
-    rows = [{"gold": list(e.gold) if isinstance(e.gold, tuple) else e.gold, "id": e.id, "text": e.text}
-            for e in examples]
-    canonical = json.dumps(rows, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """sha256 of the canonical JSON list of the rows used ({gold, id, text}), hashed one row at a
+    time: the same bytes as dumping the whole list, without a copy of every text at once."""
+    digest = hashlib.sha256(b"[")
+    dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+    for i, e in enumerate(examples):
+        row = {"gold": list(e.gold) if isinstance(e.gold, tuple) else e.gold, "id": e.id, "text": e.text}
+        digest.update((b"," if i else b"") + dumps(row).encode("utf-8"))
+    digest.update(b"]")
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ metrics.json already has.
 
 from __future__ import annotations
 
+import heapq
 import html
 import json
 import math
@@ -22,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from harness.metrics.kernel import LOW_MARGIN, uncertainty
 from harness.records import OUTCOMES, Prediction
@@ -82,22 +83,40 @@ def secs(value: Any) -> str:
 # Reading a run folder
 
 
+class Answer:
+    """One prediction as the page reads it: only the fields some section shows or scores. The
+    kernel's `encode` reads its attributes (it takes any Prediction-like record); the sections read
+    it like the record's dict (`get`, `[]`; an absent field is None). A dict per prediction, and a
+    `Prediction` made from it for the paired tests, held ~1.5 KiB per answer: ~300 MiB for the
+    view of a 100k-example run with two prompts."""
+
+    __slots__ = ("example_id", "outcome", "prediction", "gold", "parsed_from", "raw", "error",
+                 "confidence", "margin", "entropy", "label_probs")
+
+    def __init__(self, record: dict):
+        for name in self.__slots__:
+            setattr(self, name, record.get(name))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = getattr(self, name, None) if name in self.__slots__ else None
+        return default if value is None else value
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+
 @dataclass
 class Row:
     """One model × prompt row of the run: its metrics and its predictions by example id."""
 
     metrics: dict
-    preds: dict[str, dict] = field(default_factory=dict)
-    _objects: dict[str, Prediction] = field(default_factory=dict, repr=False)
+    preds: dict[str, Answer] = field(default_factory=dict)
     _right: dict[str, bool] = field(default_factory=dict, repr=False)
     _labels: list[str] = field(default_factory=list, repr=False)
 
-    def obj(self, eid: str) -> Prediction:
-        """The prediction as a record (for harness.compare), converted once."""
-        p = self._objects.get(eid)
-        if p is None:
-            p = self._objects[eid] = _prediction(self.preds[eid])
-        return p
+    def obj(self, eid: str) -> Answer:
+        """The prediction as a record for the kernel's `encode` (harness.compare's paired tests)."""
+        return self.preds[eid]
 
     @property
     def shown(self) -> dict[str, str]:
@@ -197,6 +216,9 @@ def load_view(run_dir: Path) -> RunView:
     slices: dict[str, dict] = {}
     path = run_dir / "predictions.jsonl"
     repeated: list[Prediction] = []  # a model's `repeats:`: the vote rows are built from these
+    # One string object per distinct value, not per record: an example's id is in every row's
+    # record (and keys golds, texts, slices), identical raw answers and errors repeat.
+    shared: dict[str, str] = {}
     if path.is_file():
         with open(path, encoding="utf-8") as f:
             for line in f:
@@ -210,25 +232,26 @@ def load_view(run_dir: Path) -> RunView:
                 if row is None:
                     continue
                 eid = str(p.get("example_id"))
+                eid = p["example_id"] = shared.setdefault(eid, eid)
                 if p.get("repeat") is not None:
                     repeated.append(_prediction(p))
-                # absent reads as None (p.get); the record's required fields stay
-                p = {k: v for k, v in p.items() if v is not None or k in _REQUIRED}
+                for name in _REPEATED:
+                    if isinstance(p.get(name), str):
+                        p[name] = sys.intern(p[name])
+                for name in ("raw", "error"):
+                    if isinstance(p.get(name), str):
+                        p[name] = shared.setdefault(p[name], p[name])
                 if not p.get("repeat"):  # a repeated prompt's row is its repeat 0
-                    row.preds[eid] = p
+                    row.preds[eid] = Answer(p)
                 golds.setdefault(eid, p.get("gold"))
                 # the example's text and slices are kept once per example, not once per row (a
                 # 100k-example run would hold every text once per model x prompt)
-                text, example_slices = p.pop("text", None), p.pop("slices", None)
-                for unused in _UNSHOWN:  # nor what the page never shows
-                    p.pop(unused, None)
-                for name in _REPEATED:  # one string object per distinct value, not per record
-                    if isinstance(p.get(name), str):
-                        p[name] = sys.intern(p[name])
+                text, example_slices = p.get("text"), p.get("slices")
                 if text is not None:
                     texts.setdefault(eid, text)
                 if example_slices:
                     slices.setdefault(eid, example_slices)
+        del shared
         _add_votes(by_key, repeated)
     else:
         notes.append("predictions.jsonl is missing: only the recorded figures are shown")
@@ -254,14 +277,11 @@ def _add_votes(by_key: dict[str, Row], repeated: list[Prediction]) -> None:
     for p in view:
         row = by_key.get(f"{p.model}|{p.prompt}")
         if row is not None and p.repeat is None:
-            row.preds[p.example_id] = json.loads(p.to_json())
+            row.preds[p.example_id] = Answer(json.loads(p.to_json()))
 
 
 _FIELDS: frozenset[str] | None = None
-_REQUIRED = frozenset({"example_id", "model", "prompt", "gold", "prediction", "outcome"})
 _REPEATED = ("model", "prompt", "gold", "prediction", "outcome", "parsed_from", "finish_reason")
-# Prediction fields the page never reads: dropped on load, so a large run's view stays small.
-_UNSHOWN = ("label_probs_uncalibrated", "server_timing", "cached_tokens", "latency_s", "cached", "label_mass")
 
 
 def _prediction(p: dict) -> Prediction:
@@ -273,7 +293,7 @@ def _prediction(p: dict) -> Prediction:
     return Prediction(**{k: v for k, v in p.items() if k in _FIELDS})
 
 
-def shown_answer(p: dict | None) -> str:
+def shown_answer(p: "Answer | dict | None") -> str:
     if p is None:
         return "–"
     if p.get("outcome") != "valid":
@@ -282,7 +302,7 @@ def shown_answer(p: dict | None) -> str:
     return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def label_probs(p: dict) -> dict[str, float] | None:
+def label_probs(p: "Answer | dict") -> dict[str, float] | None:
     """A prediction's label probabilities: `label_probs` when recorded, else a baseline's answer
     (its raw text is its probability per label)."""
     probs = p.get("label_probs")
@@ -796,18 +816,17 @@ cost what they would have cost.</p>{note}<div class="charts">{"".join(charts)}</
 def section_failures(view: RunView) -> str:
     parts = []
     # most confident errors
-    errors = []
-    for r in view.rows:
-        for eid, p in r.preds.items():
-            c = p.get("confidence")
-            if c is not None and p.get("outcome") == "valid" and not r.right(eid, view.task):
-                errors.append((float(c), r, eid, p))
-    errors.sort(key=lambda e: (-e[0], _natural(e[2])))
+    # the 15 shown, kept as they come (heapq.nsmallest is sorted(...)[:15], ties in the same order):
+    # not a list of every confident error of a 100k-example run
+    errors = heapq.nsmallest(15, (
+        (float(p.get("confidence")), r, eid, p) for r in view.rows for eid, p in r.preds.items()
+        if p.get("confidence") is not None and p.get("outcome") == "valid" and not r.right(eid, view.task)
+    ), key=lambda e: (-e[0], _natural(e[2])))
     if errors:
         body = "".join(
             f'<tr><td>{esc(r.label)}</td><td class="eid">{esc(eid)}</td><td class="num">{c:.3f}</td><td>{esc(p.get("gold"))}</td>'
             f'<td>{esc(shown_answer(p))}</td><td class="text">{esc(_clip(view.texts.get(eid), 240))}</td></tr>'
-            for c, r, eid, p in errors[:15])
+            for c, r, eid, p in errors)
         parts.append(f'<h3>Most confident errors</h3><table class="data"><thead><tr><th>row</th><th>example</th><th>confidence</th>'
                      f'<th>gold</th><th>answer</th><th>text</th></tr></thead><tbody>{body}</tbody></table>')
     else:
@@ -965,9 +984,9 @@ def section_meta(view: RunView) -> str:
 <details><summary>Resolved spec</summary><pre class="src">{esc(spec_text)}</pre></details></section>"""
 
 
-def browser_data(view: RunView) -> dict:
+def browser_examples(view: RunView) -> Iterator[dict]:
+    """The example browser's entries, one per example in id order, made as they are written."""
     rows = [r for r in view.rows if r.preds]
-    examples = []
     for eid in view.example_ids:
         answers = []
         for r in rows:
@@ -979,10 +998,36 @@ def browser_data(view: RunView) -> dict:
             answers.append([shown_answer(p), p.get("outcome"), _clip(p.get("raw"), 2000) if p.get("raw") is not None else None,
                             None if c is None else round(float(c), 4), 1 if r.right(eid, view.task) else 0])
         gold = view.golds.get(eid)
-        examples.append({"id": eid, "t": view.texts.get(eid), "g": ", ".join(gold) if isinstance(gold, list) else gold,
-                         "s": view.slices.get(eid) or {}, "a": answers})
-    return {"rows": [{"key": r.key, "label": r.label} for r in rows], "examples": examples,
+        yield {"id": eid, "t": view.texts.get(eid), "g": ", ".join(gold) if isinstance(gold, list) else gold,
+               "s": view.slices.get(eid) or {}, "a": answers}
+
+
+def browser_data(view: RunView) -> dict:
+    """The example browser's data as one object (what `browser_json` writes piece by piece)."""
+    rows = [r for r in view.rows if r.preds]
+    return {"rows": [{"key": r.key, "label": r.label} for r in rows], "examples": list(browser_examples(view)),
             "slices": list(view.spec.get("slices") or []), "confident": CONFIDENT}
+
+
+EXAMPLES_PER_PIECE = 1000
+
+
+def browser_json(view: RunView) -> Iterator[str]:
+    """`browser_data(view)` as JSON, in pieces whose concatenation is exactly `_json(browser_data(view))`:
+    the examples are encoded a thousand at a time, so a 100k-example page is never one string
+    (with its copies: the escaped blob, the page around it, its UTF-8 bytes) nor 100k dicts at once."""
+    rows = [r for r in view.rows if r.preds]
+    yield '{"rows":' + _json([{"key": r.key, "label": r.label} for r in rows]) + ',"examples":['
+    piece: list[str] = []
+    first = True
+    for example in browser_examples(view):
+        piece.append(_json(example))
+        if len(piece) == EXAMPLES_PER_PIECE:
+            yield ("" if first else ",") + ",".join(piece)
+            first, piece = False, []
+    if piece:
+        yield ("" if first else ",") + ",".join(piece)
+    yield '],"slices":' + _json(list(view.spec.get("slices") or [])) + ',"confident":' + _json(CONFIDENT) + "}"
 
 
 def section_browser(view: RunView) -> str:
@@ -1008,24 +1053,42 @@ def _asset(name: str) -> str:
     return (ASSETS / name).read_text(encoding="utf-8")
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def _script_safe(text: str) -> str:
+    """JSON text made safe inside a <script> element (no `</script>`, no JS line terminators);
+    character by character, so escaping the pieces of a text equals escaping the whole."""
+    return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
 def page(title: str, body: str, data: dict | None = None, *, script: bool = True, nav: list[tuple[str, str]] = ()) -> str:
     """A whole self-contained page: inline CSS, the body, an inline JSON blob and the inline script.
     The CSP forbids every network request, so nothing can be fetched even by mistake."""
-    blob = ""
-    if data is not None:
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
-        text = text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-        blob = f'<script type="application/json" id="report-data">{text}</script>'
+    return "".join(page_parts(title, body, None if data is None else [_json(data)], script=script, nav=nav))
+
+
+def page_parts(title: str, body: str, data: Iterable[str] | None = None, *, script: bool = True,
+               nav: list[tuple[str, str]] = ()) -> Iterator[str]:
+    """`page` in pieces, `data` being the blob's JSON text in pieces (`browser_json`), so that a
+    large page can be written to its file as it is made."""
     links = "".join(f'<a href="#{esc(a)}">{esc(t)}</a>' for a, t in nav)
-    js = f"<script>{_asset('report.js')}</script>" if script else ""
-    return f"""<!DOCTYPE html>
+    yield f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)}</title><style>{_asset('report.css')}</style></head>
 <body><header><h1>{esc(title)}</h1>{f'<nav>{links}</nav>' if links else ''}</header><main>
 {body}
-</main>{blob}{js}</body></html>
+</main>"""
+    if data is not None:
+        yield '<script type="application/json" id="report-data">'
+        for piece in data:
+            yield _script_safe(piece)
+        yield "</script>"
+    js = f"<script>{_asset('report.js')}</script>" if script else ""
+    yield f"""{js}</body></html>
 """
 
 
@@ -1048,6 +1111,11 @@ def _headline(view: RunView) -> str:
 
 
 def build_report_html(run_dir: Path) -> str:
+    return "".join(report_parts(run_dir))
+
+
+def report_parts(run_dir: Path) -> Iterator[str]:
+    """report.html in pieces: the sections (small), then the example browser's data as it is made."""
     view = load_view(run_dir)
     pairs = all_pairs(view)
     sections = [
@@ -1066,7 +1134,7 @@ def build_report_html(run_dir: Path) -> str:
     if view.suites:
         nav.append(("suites", "suites"))
     nav += [("examples", "examples"), ("run", "run")]
-    return page(f"{view.title} · {view.dir.name}", "\n".join(sections), browser_data(view), nav=nav)
+    yield from page_parts(f"{view.title} · {view.dir.name}", "\n".join(sections), browser_json(view), nav=nav)
 
 
 def write_html_report(run_dir: Path) -> Path:
@@ -1074,9 +1142,10 @@ def write_html_report(run_dir: Path) -> Path:
     import os
 
     run_dir = Path(run_dir)
-    text = build_report_html(run_dir)
     path = run_dir / "report.html"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for piece in report_parts(run_dir):
+            f.write(piece)
     os.replace(tmp, path)
     return path

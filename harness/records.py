@@ -110,11 +110,17 @@ def group_predictions(preds) -> dict[tuple[str, str], list[Prediction]]:
 _REPEATED = ("model", "prompt", "gold", "prediction", "outcome", "parsed_from", "finish_reason")
 
 
+# Fields whose values repeat across some records (an example's id in every prompt's record, a
+# model's identical raw answers): read back as one string per distinct value of this file.
+_SHARED = ("example_id", "raw")
+
+
 def read_predictions(path, *, texts: bool = True) -> list[Prediction]:
     """The records of a predictions.jsonl. `texts=False` leaves out the example texts of the
     main split's records (scoring never reads them; edge-case suites' records keep theirs)."""
     out = []
     intern = sys.intern
+    shared: dict[str, str] = {}  # this file's distinct ids and raw answers (freed on return)
     with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
@@ -127,6 +133,10 @@ def read_predictions(path, *, texts: bool = True) -> list[Prediction]:
                     value = data.get(name)
                     if type(value) is str:
                         data[name] = intern(value)
+                for name in _SHARED:
+                    value = data.get(name)
+                    if type(value) is str:
+                        data[name] = shared.setdefault(value, value)
                 if not texts and not data.get("suite"):
                     data.pop("text", None)
                 out.append(Prediction.from_dict(data))

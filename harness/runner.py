@@ -530,7 +530,9 @@ async def run_model(
         return got
 
     async def ask(material: dict, key: str) -> tuple[ChatResponse, bool]:
-        response, cached, shared = await flights.run(key, lambda: answer_once(material, key))
+        response, cached, shared = await flights.run(
+            key, lambda: answer_once(material, key),
+            recall=(lambda: cache.lookup(material, record=False, key=key)) if cache is not None and cache.replay else None)
         if shared and fatal and response.error is not None:
             result.not_sent += 1  # it shared a stopped model's failed request: itself never sent
         return response, cached
@@ -898,17 +900,28 @@ class Span:
 class SingleFlight:
     """One request per cache key in flight: a caller asking for a key that is already being
     answered waits for that answer instead of paying again. With `remember`, finished storable
-    answers stay for the rest of the run (for cache modes that cannot serve them back: write, read)."""
+    answers stay for the rest of the run (for cache modes that cannot serve them back: write, read).
+    A caller passing `recall` (a replay: the cache holds every answer) has only its key remembered,
+    and a later caller gets the answer read back by `recall()`: a 100k-example replay kept 200k
+    responses alive for the whole run (~190 MiB) to share the few bodies two prompts have in common."""
 
     def __init__(self, *, remember: bool = False):
         self.remember = remember
         self.shared = 0
         self._flights: dict[str, asyncio.Future] = {}
+        self._recallable: set[bytes] = set()  # keys (sha256 hex, as bytes) answered and recallable
 
-    async def run(self, key: str, fetch: Callable[[], Any]) -> tuple[ChatResponse, bool, bool]:
+    async def run(self, key: str, fetch: Callable[[], Any], recall: Callable[[], Any] | None = None) -> tuple[ChatResponse, bool, bool]:
         """(response, cached, shared) for `key`: `fetch()`'s (response, cached), fetched once; a
         caller that found the key in flight gets the same response with shared=True."""
         flight = self._flights.get(key)
+        if flight is None and recall is not None and self._recallable and bytes.fromhex(key) in self._recallable:
+            from harness.cache import unstorable
+
+            response = await recall()  # the same stored answer the first caller was given
+            if response is not None and unstorable(response) is None:  # else asked afresh below
+                self.shared += 1
+                return response, True, True
         if flight is not None:
             response, cached = await asyncio.shield(flight) if not flight.done() else flight.result()
             self.shared += 1
@@ -928,6 +941,9 @@ class SingleFlight:
 
         if not self.remember or unstorable(got[0]) is not None:
             del self._flights[key]
+        elif recall is not None:  # the cache serves it back: keep the key, not the answer
+            del self._flights[key]
+            self._recallable.add(bytes.fromhex(key))
         return got[0], got[1], False
 
 
@@ -1187,6 +1203,12 @@ async def run_eval(
     finally:
         writer.close()
     wall_s = round(time.perf_counter() - t0, 3)
+    # Scoring reads the records back from predictions.jsonl; the examples (texts, raw rows, the
+    # rendered-message cache) are let go first: at 100k examples they are ~60 MiB that scoring
+    # never reads, and freeing them makes room for the records read back.
+    fingerprint = prepared.eval.fingerprint
+    prompt_names = [pp.prompt.name for pp in prepared.prompts]
+    del prepared, writer
 
     from harness.suites import score_suites
 
@@ -1207,9 +1229,9 @@ async def run_eval(
         "started_at": started_at,
         "wall_s": wall_s,
         "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "dataset": prepared.eval.fingerprint,
+        "dataset": fingerprint,
         "models": [m.id for m in selected],
-        "prompts": [pp.prompt.name for pp in prepared.prompts],
+        "prompts": prompt_names,
         "skipped": [{"model": r.model, "reason": r.skipped} for r in results if r.skipped]
         + [{"model": r.id, "reason": r.skipped} for r in baseline_results if r.skipped],
         "baselines": {r.id: r.record() for r in baseline_results},
@@ -1245,7 +1267,7 @@ async def run_eval(
     # report.html reads the run folder back; what the run held in memory (every example and
     # prediction) is let go first, so a 100k-example run does not hold it twice
     misses = [m for r in results for m in r.cache_misses]
-    del everything, predictions, rows, prepared, writer
+    del everything, predictions, rows
     try:  # the page is a view of the files just written: a bug in it must not lose the run
         from harness.html_report import write_html_report
 

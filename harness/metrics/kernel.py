@@ -163,7 +163,7 @@ def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
     time), so a figure over these weights equals the figure over the resampled list of examples.
     float32 (small integer counts are exact); the whole (resamples, n) matrix: for large n use
     `resample_weight_blocks`."""
-    blocks = list(resample_weight_blocks(n, resamples, seed))
+    blocks = [block.copy() for block in resample_weight_blocks(n, resamples, seed)]  # each is overwritten
     return np.concatenate(blocks) if blocks else np.empty((0, n), dtype=np.float32)
 
 
@@ -174,12 +174,18 @@ BLOCK_CELLS = 1 << 22
 def resample_weight_blocks(n: int, resamples: int, seed: int, cells: int = BLOCK_CELLS) -> Iterator[np.ndarray]:
     """The rows of `resample_weights(n, resamples, seed)`, a block of rows at a time (the same
     draws in the same order), so scoring 100k examples x 1000 resamples never holds the whole
-    matrix: figure(enc, block) for each block, concatenated, equals figure(enc, whole matrix)."""
+    matrix: figure(enc, block) for each block, concatenated, equals figure(enc, whole matrix).
+
+    Every block is a view of one buffer, which the next block overwrites: score a block before
+    asking for the next one (copy it to keep it). A fresh array per block meant two blocks alive at
+    once (the loop still holds the last while the next is made), 32 MiB, the peak of scoring a
+    large run."""
     rng = np.random.default_rng(seed)
     draw = max(1, (1 << 16) // max(n, 1))  # rows drawn per call: the peak is one draw of indices
     per_block = max(draw, cells // max(n, 1) // draw * draw)
+    buffer = np.empty((min(per_block, resamples), n), dtype=np.float32) if resamples > 0 else None
     for start in range(0, resamples, per_block):
-        out = np.empty((min(per_block, resamples - start), n), dtype=np.float32)
+        out = buffer[:min(per_block, resamples - start)]
         for offset in range(0, len(out), draw):
             rows = rng.integers(0, n, size=(min(draw, len(out) - offset), n))
             rows += n * np.arange(len(rows))[:, None]
