@@ -1118,10 +1118,6 @@ async def run_eval(
     # returns what it did, for run["execution"].
     prefill: Callable[[Prepared, list[Model], "ResponseCache | None"], Any] | None = None,
 ) -> RunOutcome:
-    from harness.metrics.assemble import build_rows
-    from harness.records import read_predictions
-    from harness.report import write_run_files
-
     prepared = Prepared(spec, limit=limit, prompt_names=prompt_names)
     selected = list(models) if models is not None else list(spec.models)  # [] = baselines only
     if concurrency is not None:
@@ -1210,6 +1206,10 @@ async def run_eval(
     prompt_names = [pp.prompt.name for pp in prepared.prompts]
     del prepared, writer
 
+    # imported here, not before the first request: scoring pulls in numpy (start-up, issue 12)
+    from harness.metrics.assemble import build_rows
+    from harness.records import read_predictions
+    from harness.report import write_run_files
     from harness.suites import score_suites
 
     everything = read_predictions(run_dir / "predictions.jsonl", texts=False)  # report.html reads them itself
