@@ -334,17 +334,30 @@ class Pair:
     boot: dict
 
 
-def paired(view: RunView, a: Row, b: Row, kind: str) -> Pair:
-    from harness.compare import mcnemar_exact, paired_bootstrap
-    from harness.metrics.kernel import encode
+def paired(view: RunView, a: Row, b: Row, kind: str, encoded: dict | None = None) -> Pair:
+    """McNemar's test and the paired bootstrap of two rows over the examples both answered.
+    `encoded` (all_pairs') keeps each row's encoding over a set of ids, so a row paired with
+    several others on the same examples is sorted and encoded once."""
+    import numpy as np
 
-    ids = sorted((i for i in a.preds if i in b.preds), key=_natural)
-    enc_a = encode([a.obj(i) for i in ids], view.labels, view.task)
-    enc_b = encode([b.obj(i) for i in ids], view.labels, view.task)
-    rb = int(sum(1 for x, y in zip(enc_a.correct, enc_b.correct) if x and not y))
-    rc = int(sum(1 for x, y in zip(enc_a.correct, enc_b.correct) if y and not x))
+    from harness.compare import mcnemar_exact, paired_bootstrap
+
+    ids = tuple(sorted((i for i in a.preds if i in b.preds), key=_natural))
+    memo = encoded if encoded is not None else {}
+    enc_a, enc_b = _encoded(view, a, ids, memo), _encoded(view, b, ids, memo)
+    rb = int(np.count_nonzero(enc_a.correct & ~enc_b.correct))
+    rc = int(np.count_nonzero(enc_b.correct & ~enc_a.correct))
     boot = paired_bootstrap(enc_a, enc_b, resamples=RESAMPLES, seed=0) if ids else {}
     return Pair(kind, a, b, len(ids), rb, rc, mcnemar_exact(rb, rc), boot)
+
+
+def _encoded(view: RunView, row: Row, ids: tuple, memo: dict):
+    from harness.metrics.kernel import encode
+
+    key = (row.key, ids)
+    if key not in memo:
+        memo[key] = encode([row.obj(i) for i in ids], view.labels, view.task)
+    return memo[key]
 
 
 def all_pairs(view: RunView) -> list[Pair]:
@@ -354,15 +367,16 @@ def all_pairs(view: RunView) -> list[Pair]:
     llm = [r for r in rows if not r.is_baseline]
     base = [r for r in rows if r.is_baseline]
     out: list[Pair] = []
+    encoded: dict = {}
     for model in dict.fromkeys(r.model for r in llm):
         for a, b in combinations([r for r in llm if r.model == model], 2):
-            out.append(paired(view, a, b, "prompt vs prompt"))
+            out.append(paired(view, a, b, "prompt vs prompt", encoded))
     for prompt in dict.fromkeys(r.prompt for r in rows):
         for a, b in combinations([r for r in rows if r.prompt == prompt], 2):
-            out.append(paired(view, a, b, "model vs model"))
+            out.append(paired(view, a, b, "model vs model", encoded))
     for a in llm:
         for b in base:
-            out.append(paired(view, a, b, "LLM vs baseline"))
+            out.append(paired(view, a, b, "LLM vs baseline", encoded))
     return out
 
 

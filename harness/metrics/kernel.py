@@ -180,17 +180,41 @@ def resample_weight_blocks(n: int, resamples: int, seed: int, cells: int = BLOCK
     asking for the next one (copy it to keep it). A fresh array per block meant two blocks alive at
     once (the loop still holds the last while the next is made), 32 MiB, the peak of scoring a
     large run."""
-    rng = np.random.default_rng(seed)
     draw = max(1, (1 << 16) // max(n, 1))  # rows drawn per call: the peak is one draw of indices
     per_block = max(draw, cells // max(n, 1) // draw * draw)
+    if 0 < resamples <= per_block:  # one block: drawn once, then the same read-only array
+        yield _one_block(n, resamples, seed, draw)
+        return
+    rng = np.random.default_rng(seed)
     buffer = np.empty((min(per_block, resamples), n), dtype=np.float32) if resamples > 0 else None
     for start in range(0, resamples, per_block):
-        out = buffer[:min(per_block, resamples - start)]
-        for offset in range(0, len(out), draw):
-            rows = rng.integers(0, n, size=(min(draw, len(out) - offset), n))
-            rows += n * np.arange(len(rows))[:, None]
-            out[offset:offset + len(rows)] = np.bincount(rows.ravel(), minlength=len(rows) * n).reshape(len(rows), n)
-        yield out
+        yield _draw_counts(buffer[:min(per_block, resamples - start)], rng, n, draw)
+
+
+def _draw_counts(out: np.ndarray, rng: np.random.Generator, n: int, draw: int) -> np.ndarray:
+    """Fill `out` (rows, n) with resampling counts, `draw` rows of indices per call to `rng`."""
+    for offset in range(0, len(out), draw):
+        rows = rng.integers(0, n, size=(min(draw, len(out) - offset), n))
+        rows += n * np.arange(len(rows))[:, None]
+        out[offset:offset + len(rows)] = np.bincount(rows.ravel(), minlength=len(rows) * n).reshape(len(rows), n)
+    return out
+
+
+_LAST_BLOCK: list = []  # [((n, resamples, seed), array)]: the last single-block draw
+
+
+def _one_block(n: int, resamples: int, seed: int, draw: int) -> np.ndarray:
+    """All the weights of a run small enough for one block, drawn as the blocked loop draws them.
+    Every row's interval and every paired test of a report resample the same examples (same n,
+    resamples and seed), so the last draw is kept (read-only; at most one block, 16 MiB) instead of
+    being drawn again for each: a 300-example report drew it ten times."""
+    key = (n, resamples, seed)
+    if _LAST_BLOCK and _LAST_BLOCK[0][0] == key:
+        return _LAST_BLOCK[0][1]
+    out = _draw_counts(np.empty((resamples, n), dtype=np.float32), np.random.default_rng(seed), n, draw)
+    out.flags.writeable = False
+    _LAST_BLOCK[:] = [(key, out)]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
