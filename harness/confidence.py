@@ -19,6 +19,7 @@ bytes), the label cannot be located, or the task is multi-label.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -63,14 +64,14 @@ def label_confidence(
     chosen = fold(label)
     others = [fold(x) for x in labels if x != label]
     if any(t.get("top_logprobs") for t in (logprobs[i] for i in inside)):
-        share = _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, others, fold)
+        share = _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, others, fold, mode == "text")
         if share is not None:
             return share
     total = sum(float(logprobs[i]["logprob"]) for i in inside)
     return _round(math.exp(total))
 
 
-def _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, others, fold) -> float | None:
+def _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, others, fold, lower) -> float | None:
     for i in inside:
         offset = max(0, starts[i] - start)  # characters of the label before this token
         prefix = fold(tokens[i][: max(0, start - starts[i])])  # token text before the label
@@ -78,19 +79,12 @@ def _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, other
         if not rivals:
             return None  # already decided by an earlier token that had no alternatives listed
         candidates = [chosen, *rivals]
-        tails = [(c, c[offset:]) for c in candidates]  # what each label still has to spell
+        tails = tuple((c, c[offset:]) for c in candidates)  # what each label still has to spell
 
-        def labels_begun(token: str) -> list[str]:
-            token = fold(token)
-            if not token.startswith(prefix):
-                return []
-            rest = token[len(prefix):]
-            if not rest:
-                return []
-            return [c for c, tail in tails
-                    if (not tail or tail[0] == rest[0]) and (tail.startswith(rest) or rest.startswith(tail))]
+        def labels_begun(token: str) -> tuple[str, ...]:
+            return _labels_begun(token, prefix, tails, lower)
 
-        if labels_begun(tokens[i]) != [chosen]:
+        if labels_begun(tokens[i]) != (chosen,):
             continue  # this token does not yet tell the chosen label from a rival
         top = logprobs[i].get("top_logprobs") or []
         mass = {c: 0.0 for c in candidates}
@@ -110,6 +104,21 @@ def _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, other
         total = sum(mass.values())
         return _round(mass[chosen] / total) if total > 0 else None
     return None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _labels_begun(token: str, prefix: str, tails: tuple[tuple[str, str], ...], lower: bool) -> tuple[str, ...]:
+    """The labels a token (after `prefix`, the token text before the label) goes on spelling,
+    given what each label still has to spell. Memoized: the same few alternatives (" positive",
+    "pos", "Negative", ...) come back in the top logprobs of almost every answer."""
+    token = token.lower() if lower else token
+    if not token.startswith(prefix):
+        return ()
+    rest = token[len(prefix):]
+    if not rest:
+        return ()
+    return tuple(c for c, tail in tails
+                 if (not tail or tail[0] == rest[0]) and (tail.startswith(rest) or rest.startswith(tail)))
 
 
 def _round(value: float) -> float:

@@ -31,6 +31,7 @@ replay sees exactly the same bodies.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -62,29 +63,37 @@ def match_tokens(top: list[dict[str, Any]], remainders: dict[str, str], at_start
     compare). `at_start`: the first answer token, where leading whitespace is ignored."""
     mass = {label: 0.0 for label in remainders}
     shared: list[tuple[str, float, list[str]]] = []
-    folded = [(label, _fold(rest)) for label, rest in remainders.items()]  # once, not once per token
+    folded = tuple((label, _fold(rest)) for label, rest in remainders.items())  # once, not once per token
     lowest: float | None = None  # the floor is exp(min logprob): one exp, not one per alternative
     for alt in top:
         logprob = float(alt["logprob"])
         if lowest is None or logprob < lowest:
             lowest = logprob
         token = alt.get("token") or ""
-        norm = _fold(token.lstrip() if at_start else token)
-        if not norm and at_start:
-            continue  # a whitespace-only first token begins every label and tells nothing
-        begun = []
-        for label, r in folded:
-            if not r:  # the prefix spells the label: it ends here if the word does
-                if not norm or not (norm[0].isalnum()):
-                    begun.append(label)
-            elif norm and norm[0] == r[0] and (r.startswith(norm) or (norm.startswith(r) and not norm[len(r):][:1].isalnum())):
-                begun.append(label)
+        begun = _labels_begun(token, folded, at_start)
         if len(begun) == 1:
             mass[begun[0]] += math.exp(logprob)
         elif len(begun) > 1:
             # every label that this token spells completely *and* continues another one is shared
-            shared.append((token, math.exp(logprob), begun))
+            shared.append((token, math.exp(logprob), list(begun)))
     return TokenMatch(mass, shared, math.exp(lowest) if lowest is not None else None)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _labels_begun(token: str, folded: tuple[tuple[str, str], ...], at_start: bool) -> tuple[str, ...]:
+    """The labels whose rest (`folded`: label, case-folded rest) this token begins or completes.
+    Memoized: the same few alternatives come back in the top logprobs of almost every answer."""
+    norm = _fold(token.lstrip() if at_start else token)
+    if not norm and at_start:
+        return ()  # a whitespace-only first token begins every label and tells nothing
+    begun = []
+    for label, r in folded:
+        if not r:  # the prefix spells the label: it ends here if the word does
+            if not norm or not (norm[0].isalnum()):
+                begun.append(label)
+        elif norm and norm[0] == r[0] and (r.startswith(norm) or (norm.startswith(r) and not norm[len(r):][:1].isalnum())):
+            begun.append(label)
+    return tuple(begun)
 
 
 @dataclass
