@@ -32,7 +32,7 @@ from harness.prompt import PromptRenderer
 from harness.confidence import label_confidence
 from harness import likelihood as lk
 from harness.records import Example, Prediction
-from harness.spec import Model, Prompt, Spec
+from harness.spec import Model, Params, Prompt, Spec
 from harness.validate import AnswerContract
 from providers import ChatRequest, ChatResponse, Provider, get_provider_class
 
@@ -120,6 +120,7 @@ class Prepared:
         self._validation: dict[int | None, Split] = {}
         self._rendered: dict[tuple, list[dict[str, str]]] = {}
         self._planned: dict[tuple, tuple[dict, str]] = {}
+        self._likelihood_params: dict[tuple[int, str], tuple[Params, Params]] = {}
         self.hierarchy = spec.label_hierarchy()
         self._steps: dict[tuple[str, str, str | None], "Step"] = {}
 
@@ -234,6 +235,19 @@ class Prepared:
             self._rendered[key] = rendered
         return [dict(m) for m in rendered]  # copies: a body may be changed by its provider
 
+    def likelihood_params(self, pp: PreparedPrompt, model: Model) -> Params:
+        """The model's params for a label-likelihood request: logprobs on, one short answer. Made
+        once per model and prompt (every request asks; a pydantic copy each was measurable)."""
+        key = (id(model), pp.prompt.name)
+        params = self._likelihood_params.get(key)
+        if params is None or params[0] is not model.params:
+            update: dict[str, Any] = {"logprobs": True,
+                                      "top_logprobs": model.params.top_logprobs or lk.DEFAULT_TOP_LOGPROBS}
+            if pp.prompt.likelihood_max_tokens is not None:
+                update["max_tokens"] = pp.prompt.likelihood_max_tokens
+            params = self._likelihood_params[key] = (model.params, model.params.model_copy(update=update))
+        return params[1]
+
     # The (material, key) of requests the replay pre-check built, by (model, prompt, example,
     # repeat): the run takes each once instead of building and hashing the same body again.
     # Bounded, like the renderings: past it, the run builds the rest itself.
@@ -311,11 +325,7 @@ def likelihood_body(prepared: Prepared, pp: PreparedPrompt, messages: list[dict[
         spellings = [v for label in prepared.spec.label_names for v in lk.label_variants(label)]
         request = ChatRequest(messages=messages, params=model.params, score=spellings, likelihood=True)
         return provider.build_body(request)
-    update: dict[str, Any] = {"logprobs": True,
-                              "top_logprobs": model.params.top_logprobs or lk.DEFAULT_TOP_LOGPROBS}
-    if pp.prompt.likelihood_max_tokens is not None:
-        update["max_tokens"] = pp.prompt.likelihood_max_tokens
-    params = model.params.model_copy(update=update)
+    params = prepared.likelihood_params(pp, model)
     prefill = messages[-1]["role"] == "assistant"
     return provider.build_body(ChatRequest(messages=messages, params=params, continue_final=prefill, likelihood=True))
 

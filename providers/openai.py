@@ -211,6 +211,7 @@ class OpenAIProvider(Provider):
     direct_capable: ClassVar[bool] = True
     _raw_base_url: str | None = None  # base_url memo (see the property)
     _base_url: str = ""
+    _env_base_url: str | None = None  # $base_url_env as first read ("" when unset)
     _parsed_url: str | None = None  # the URL _host_endpoint was parsed from
     _host_endpoint: tuple[str | None, str] = (None, "://")
     Options = OpenAIOptions
@@ -231,7 +232,9 @@ class OpenAIProvider(Provider):
 
     @property
     def base_url(self) -> str:
-        url = self.model.base_url or os.environ.get(self.base_url_env) or self.default_base_url
+        if self._env_base_url is None:  # read once, on first use (os.environ.get costs µs per body)
+            self._env_base_url = os.environ.get(self.base_url_env) or ""
+        url = self.model.base_url or self._env_base_url or self.default_base_url
         if url != self._raw_base_url:  # normalised once: the cache key reads it on every request
             self._raw_base_url, self._base_url = url, normalise_base_url(url) if url else url
         return self._base_url
