@@ -48,6 +48,36 @@ def _environment(folder: Path):
     )
 
 
+# What a template sees that is the same for every example a renderer renders.
+STATIC_VARIABLES = frozenset({"labels", "label_names", "schema", "mode", "task", "level", "parent"})
+
+
+def static_blocks(source: str, env) -> set[str]:
+    """The blocks of a template whose text is the same for every example: they read only
+    STATIC_VARIABLES (and names they set themselves), call nothing, include or import nothing,
+    and use no `random` filter, in a template that extends none. Anything else — the example's
+    `text` or `item`, the shots, `loop`, a macro, `super()` — and the block is rendered per example."""
+    from jinja2 import nodes
+
+    try:
+        tree = env.parse(source)
+    except Exception:  # noqa: BLE001 - a template that fails here fails to compile with its own message
+        return set()
+    if any(True for _ in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport))):
+        return set()
+    out = set()
+    for block in tree.find_all(nodes.Block):
+        if any(True for _ in block.find_all((nodes.Call, nodes.CallBlock, nodes.Macro, nodes.Block))):
+            continue
+        if any(f.name == "random" for f in block.find_all((nodes.Filter, nodes.Test))):
+            continue
+        names = list(block.find_all(nodes.Name))
+        bound = {n.name for n in names if n.ctx in ("store", "param")}
+        if {n.name for n in names if n.ctx == "load"} <= STATIC_VARIABLES | bound:
+            out.add(block.name)
+    return out
+
+
 def _template_line(template) -> int | None:
     """The template line of the exception being handled. Blocks are called directly, so Jinja does
     not rewrite the traceback: map the compiled module's Python line back to the template line."""
@@ -127,6 +157,13 @@ class PromptRenderer:
     def uses_shot_blocks(self) -> bool:
         return set(SHOT_BLOCKS) <= set(self.template.blocks)
 
+    @cached_property
+    def _static(self) -> dict[str, str | None]:
+        """Blocks whose text cannot depend on the example (see `static_blocks`), rendered once:
+        block name -> text, None until first rendered. The main spec's system blocks are static,
+        and rendering one cost as much as the example's user block."""
+        return dict.fromkeys(static_blocks(self.path.read_text(encoding="utf-8"), self.template.environment))
+
     def _shot(self, example: Example) -> dict[str, Any]:
         label = list(example.gold) if isinstance(example.gold, tuple) else example.gold
         return {
@@ -191,6 +228,15 @@ class PromptRenderer:
     def _block(self, name: str, variables: dict[str, Any]) -> str:
         if name not in self.template.blocks:
             return ""
+        static = self._static
+        if name in static:
+            text = static[name]
+            if text is None:
+                text = static[name] = self._render_block(name, variables)
+            return text
+        return self._render_block(name, variables)
+
+    def _render_block(self, name: str, variables: dict[str, Any]) -> str:
         context = self.template.new_context(variables)
         parts, size = [], 0
         for part in self.template.blocks[name](context):

@@ -126,6 +126,32 @@ def test_system_and_user_blocks_become_messages(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("block, static", [
+    ("{% for l in labels %}- {{ l.name }}: {{ l.description }}\n{% endfor %}{{ schema }}", True),
+    ("{% set names = label_names | join(' or ') %}Pick {{ names }} ({{ mode }}, {{ task }})", True),
+    ("Review: {{ text }}", False),
+    ("{{ item.label }}", False),
+    ("{% for l in labels %}{{ loop.index }}. {{ l.name }}{% endfor %}", False),  # `loop`: not proven static
+    ("{{ label_names | random }}", False),
+    ("{{ range(2) | list }}", False),  # calls are never proven static
+    ("{% for s in examples %}{{ s.text }}{% endfor %}", False),
+])
+def test_a_block_is_rendered_once_only_when_it_cannot_depend_on_the_example(tmp_path, block, static):
+    from harness.prompt import static_blocks
+
+    template = "{% block system %}" + block + "{% endblock %}{% block user %}{{ text }}{% endblock %}"
+    renderer, _ = renderer_for(tmp_path, template)
+    assert static_blocks(template, renderer.template.environment) == ({"system"} if static else set())
+    other = Example(id="test:8", index=8, text="a dull slog", gold="negative", fields={"text": "a dull slog", "label": 0})
+    if "random" in block:
+        return  # rendered per example: its text may differ each time
+    # rendered once or per example, each example's messages are what a fresh renderer gives it
+    twice = [renderer.render(EXAMPLE), renderer.render(other)]
+    fresh = [renderer_for(tmp_path, template)[0].render(e) for e in (EXAMPLE, other)]
+    assert twice == fresh
+    assert static_blocks(template + "{% include 'x.j2' %}", renderer.template.environment) == set()
+
+
 def test_a_template_without_system_block_sends_only_the_user_message(tmp_path):
     prepared = Prepared(load_spec(write_project(tmp_path)))
     messages = prepared.messages(prepared.prompts[1], prepared.eval.examples[1])
