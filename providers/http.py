@@ -159,7 +159,7 @@ class StreamTransport(Transport):
         parts = urlsplit(base_url)
         self.host = parts.hostname or "localhost"
         self.port = parts.port or 80
-        self.authority = parts.netloc.rpartition("@")[2]  # the Host header: host[:port], no userinfo
+        self.authority = parts.netloc  # the Host header: host[:port] (make_transport sends credentials elsewhere)
         self.connect_timeout_s = connect_timeout_s
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
 
@@ -303,8 +303,12 @@ def _now() -> float:
 
 def make_transport(base_url: str, *, connect_timeout_s: float) -> Transport:
     """The transport for an endpoint: asyncio's own streams for plain HTTP with no proxy (no
-    aiohttp import), aiohttp for HTTPS and proxied endpoints."""
-    if base_url.lower().startswith("http://") and env_proxy(base_url) is None:
+    aiohttp import), aiohttp for HTTPS, proxied endpoints and URLs carrying credentials
+    (`http://user:pass@host`: aiohttp sends them as basic auth)."""
+    from urllib.parse import urlsplit
+
+    plain = base_url.lower().startswith("http://") and urlsplit(base_url).username is None
+    if plain and env_proxy(base_url) is None:
         return StreamTransport(base_url, connect_timeout_s=connect_timeout_s)
     return AiohttpTransport(base_url, connect_timeout_s=connect_timeout_s)
 

@@ -202,6 +202,7 @@ def test_refused_and_unresolvable_endpoints_are_unreachable():
 def test_plain_http_without_a_proxy_takes_the_streams_and_the_rest_aiohttp(monkeypatch):
     assert isinstance(make_transport("http://127.0.0.1:8080/v1", connect_timeout_s=1), StreamTransport)
     assert isinstance(make_transport("https://example.org/v1", connect_timeout_s=1), AiohttpTransport)
+    assert isinstance(make_transport("http://u:p@10.0.0.5:8000/v1", connect_timeout_s=1), AiohttpTransport)
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
     proxied = make_transport("http://10.0.0.5:8000/v1", connect_timeout_s=1)
     assert isinstance(proxied, AiohttpTransport) and proxied.proxy == "http://proxy.internal:3128"
