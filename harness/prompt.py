@@ -121,7 +121,9 @@ class PromptRenderer:
             )
         from harness.files import read_text
 
-        read_text(self.path, "template", max_bytes=1_000_000)  # not UTF-8 / too big: a clear error
+        # read once, here (not UTF-8 / too big: a clear error); the checks below and the static-block
+        # analysis read this text, not the file again
+        self.source = read_text(self.path, "template", max_bytes=1_000_000)
         env = _environment(self.path.parent)
         try:
             template = env.get_template(self.path.name)
@@ -145,7 +147,7 @@ class PromptRenderer:
                 f"{', '.join(ROLE_BLOCKS + SHOT_BLOCKS)}"
             )
         if self.prompt.few_shot.k and not set(SHOT_BLOCKS) <= set(template.blocks):
-            if "examples" not in read_text(self.path, "template"):
+            if "examples" not in self.source:
                 raise HarnessError(
                     f"{self.path}: prompt {self.prompt.name!r} asks for few_shot.k="
                     f"{self.prompt.few_shot.k} but the template neither defines the blocks "
@@ -162,7 +164,7 @@ class PromptRenderer:
         """Blocks whose text cannot depend on the example (see `static_blocks`), rendered once:
         block name -> text, None until first rendered. The main spec's system blocks are static,
         and rendering one cost as much as the example's user block."""
-        return dict.fromkeys(static_blocks(self.path.read_text(encoding="utf-8"), self.template.environment))
+        return dict.fromkeys(static_blocks(self.source, self.template.environment))
 
     def _shot(self, example: Example) -> dict[str, Any]:
         label = list(example.gold) if isinstance(example.gold, tuple) else example.gold

@@ -195,7 +195,7 @@ class Prepared:
         out = {}
         first = self.eval.examples[0] if self.eval.examples else None
         for pp in self.prompts:
-            source = pp.renderer.path.read_text(encoding="utf-8")
+            source = pp.renderer.source
             entry = {
                 "template": pp.prompt.template, "path": str(pp.renderer.path), "mode": pp.mode,
                 "few_shot": pp.prompt.few_shot.model_dump(mode="json"),

@@ -37,6 +37,7 @@ import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -154,8 +155,6 @@ class StreamTransport(Transport):
     AiohttpTransport raises."""
 
     def __init__(self, base_url: str, *, connect_timeout_s: float):
-        from urllib.parse import urlsplit
-
         parts = urlsplit(base_url)
         self.host = parts.hostname or "localhost"
         self.port = parts.port or 80
@@ -164,8 +163,6 @@ class StreamTransport(Transport):
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
 
     async def request(self, method: str, url: str, headers: Mapping[str, str], content: bytes | None = None) -> Reply:
-        from urllib.parse import urlsplit
-
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.authority}"]
@@ -305,8 +302,6 @@ def make_transport(base_url: str, *, connect_timeout_s: float) -> Transport:
     """The transport for an endpoint: asyncio's own streams for plain HTTP with no proxy (no
     aiohttp import), aiohttp for HTTPS, proxied endpoints and URLs carrying credentials
     (`http://user:pass@host`: aiohttp sends them as basic auth)."""
-    from urllib.parse import urlsplit
-
     plain = base_url.lower().startswith("http://") and urlsplit(base_url).username is None
     if plain and env_proxy(base_url) is None:
         return StreamTransport(base_url, connect_timeout_s=connect_timeout_s)
@@ -316,7 +311,6 @@ def make_transport(base_url: str, *, connect_timeout_s: float) -> Transport:
 def env_proxy(url: str) -> str | None:
     """The proxy the environment names for `url` (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`),
     None when there is none or `NO_PROXY` covers its host."""
-    from urllib.parse import urlsplit
     from urllib.request import getproxies, proxy_bypass
 
     parts = urlsplit(url)

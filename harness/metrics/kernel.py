@@ -21,6 +21,7 @@ tests/test_score_sklearn.py holds sklearn as the reference, resampled figures in
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -200,20 +201,14 @@ def _draw_counts(out: np.ndarray, rng: np.random.Generator, n: int, draw: int) -
     return out
 
 
-_LAST_BLOCK: list = []  # [((n, resamples, seed), array)]: the last single-block draw
-
-
+@functools.lru_cache(maxsize=1)
 def _one_block(n: int, resamples: int, seed: int, draw: int) -> np.ndarray:
     """All the weights of a run small enough for one block, drawn as the blocked loop draws them.
     Every row's interval and every paired test of a report resample the same examples (same n,
     resamples and seed), so the last draw is kept (read-only; at most one block, 16 MiB) instead of
     being drawn again for each: a 300-example report drew it ten times."""
-    key = (n, resamples, seed)
-    if _LAST_BLOCK and _LAST_BLOCK[0][0] == key:
-        return _LAST_BLOCK[0][1]
     out = _draw_counts(np.empty((resamples, n), dtype=np.float32), np.random.default_rng(seed), n, draw)
     out.flags.writeable = False
-    _LAST_BLOCK[:] = [(key, out)]
     return out
 
 
