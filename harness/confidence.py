@@ -64,17 +64,20 @@ def label_confidence(
     chosen = fold(label)
     others = [fold(x) for x in labels if x != label]
     if any(t.get("top_logprobs") for t in (logprobs[i] for i in inside)):
-        share = _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, others, fold, mode == "text")
+        share = _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, others, mode == "text")
         if share is not None:
             return share
     total = sum(float(logprobs[i]["logprob"]) for i in inside)
     return _round(math.exp(total))
 
 
-def _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, others, fold, lower) -> float | None:
+def _distinguishing_share(logprobs, tokens, starts, inside, start, chosen, others, lower: bool) -> float | None:
+    """The chosen label's share of the label mass at the first token that tells it from its rivals
+    (`lower`: text mode, where labels compare case-insensitively)."""
     for i in inside:
         offset = max(0, starts[i] - start)  # characters of the label before this token
-        prefix = fold(tokens[i][: max(0, start - starts[i])])  # token text before the label
+        prefix = tokens[i][: max(0, start - starts[i])]  # token text before the label
+        prefix = prefix.lower() if lower else prefix
         rivals = [o for o in others if o[:offset] == chosen[:offset]]
         if not rivals:
             return None  # already decided by an earlier token that had no alternatives listed
